@@ -1,0 +1,68 @@
+"""Command line: python -m hw1lib {data,run,report} … (see --help of each)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import Hw1Error
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hw1lib", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="fetch or verify real MNIST")
+    data.add_argument("action", choices=["fetch", "verify"])
+
+    def common(p):
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+        p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
+        p.add_argument("--force", action="store_true", help="retrain even if a stored run exists")
+
+    run = commands.add_parser("run", help="run one experiment and write its summary.json")
+    run.add_argument("experiment")
+    run.add_argument("--profile", default="quick", help="smoke | quick | full (default: quick)")
+    common(run)
+
+    report = commands.add_parser("report", help="execute the notebooks, render HTML and PDF")
+    report.add_argument("--profile", default=None,
+                        help="smoke | quick | full (default: full with a GPU, quick without)")
+    report.add_argument("--sections", nargs="*", default=None, help="e.g. 1.1 1.2 (default: all)")
+    report.add_argument("--no-pdf", action="store_true", help="render the HTML only")
+    common(report)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "data":
+            from .data import MNIST_SHA256, data_dir, fetch_mnist, verify_file
+
+            if args.action == "fetch":
+                fetch_mnist()
+            else:
+                for name in MNIST_SHA256:
+                    verify_file(data_dir() / name)
+                print(f"MNIST: all four files verified in {data_dir()}")
+        elif args.command == "run":
+            from .experiments import EXPERIMENT_RUNNERS
+            from .profiles import check_profile
+            from .results import experiment_dir
+
+            if args.experiment not in EXPERIMENT_RUNNERS:
+                raise Hw1Error(f"unknown experiment {args.experiment!r}; valid: "
+                               f"{', '.join(EXPERIMENT_RUNNERS)}")
+            check_profile(args.profile)
+            EXPERIMENT_RUNNERS[args.experiment](args.profile, args.device, args.seed, args.force)
+            print(f"wrote {experiment_dir(args.profile, args.experiment) / 'summary.json'}")
+        else:
+            from .report import build_report
+
+            build_report(args.profile, args.device, args.seed, args.sections, args.force,
+                         pdf=not args.no_pdf)
+    except Hw1Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The report: papermill executes each section notebook, nbconvert renders one combined HTML page,
+and a headless Chromium-family browser prints it to PDF.
+
+The page makes no network request when opened: the template drops the CDN scripts nbconvert's lab
+template loads, and formulas are turned into MathML (which browsers render natively) beforehand.
+"""
+from __future__ import annotations
+
+import datetime
+import html
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import nbformat
+
+from . import PROJECT_ROOT, Hw1Error
+from .profiles import check_profile
+from .train import device_description, resolve_device
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+REPORT_DIR = PROJECT_ROOT / "report"
+SECTIONS = {  # section → notebook, in report order
+    "1.1": "1.1-deep-vs-shallow.ipynb",
+    "1.2": "1.2-optimization.ipynb",
+    "1.3": "1.3-generalization.ipynb",
+}
+KERNEL = "hw1"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "microsoft-edge")
+VERSIONED = ("torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "seaborn", "papermill",
+             "nbconvert")
+
+
+def default_profile(device: str) -> str:
+    """`full` where the run will use a GPU, `quick` elsewhere."""
+    return "full" if resolve_device(device).type == "cuda" else "quick"
+
+
+def select_notebooks(sections: list[str] | None = None) -> list[Path]:
+    """The notebooks of the given sections (default: every section whose notebook exists)."""
+    for s in sections or []:
+        if s not in SECTIONS:
+            raise Hw1Error(f"unknown section {s!r}; valid: {', '.join(SECTIONS)}")
+    chosen = [NOTEBOOK_DIR / SECTIONS[s] for s in SECTIONS if not sections or s in sections]
+    missing = [p.name for p in chosen if not p.exists()]
+    if sections and missing:
+        raise Hw1Error(f"no notebook for section(s) {', '.join(missing)} in {NOTEBOOK_DIR}")
+    found = [p for p in chosen if p.exists()]
+    if not found:
+        raise Hw1Error(f"no section notebooks found in {NOTEBOOK_DIR}")
+    return found
+
+
+def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
+    """Run one notebook with papermill; return its wall time. A failure names notebook and cell."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
+                                   kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR), progress_bar=False)
+    except PapermillExecutionError as exc:
+        raise Hw1Error(f"notebook {notebook.name} failed in cell {exc.cell_index} "
+                       f"({exc.ename}: {exc.evalue}); executed copy kept at {executed}") from None
+    except Exception as exc:  # e.g. the kernel is not registered
+        raise Hw1Error(f"notebook {notebook.name} could not run: {type(exc).__name__}: {exc} "
+                       f"(is the Jupyter kernel '{KERNEL}' registered? run `make setup`)") from None
+    return time.perf_counter() - start
+
+
+MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+
+
+def latex_to_mathml(text: str) -> str:
+    """Replace $…$ and $$…$$ by MathML, so formulas render offline without MathJax."""
+    from latex2mathml.converter import convert
+
+    def one(match):
+        display = match.group(1) is not None
+        return convert((match.group(1) or match.group(2)).strip(),
+                       display="block" if display else "inline")
+
+    return MATH.sub(one, text)
+
+
+def _math_to_mathml(nb) -> None:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = latex_to_mathml(cell.source)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/markdown" in data:
+                data["text/markdown"] = latex_to_mathml(data["text/markdown"])
+
+
+def git_commit() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def front_page(profile: str, device: str, seed: int, timings: dict[str, float]) -> str:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    rows = "\n".join(f"| {name} | {seconds:,.0f} s |" for name, seconds in timings.items())
+    return f"""# HW1 report: deep vs shallow, optimization, generalization
+
+| | |
+|---|---|
+| profile | **{profile}** (settings: `hw1lib/profiles.py`) |
+| device | {html.escape(device_description(resolve_device(device)))} |
+| first seed | {seed} |
+| commit | `{git_commit()}` |
+| rendered | {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on {html.escape(platform.node() or 'unknown host')} |
+| libraries | {', '.join(f'{k} {v}' for k, v in versions.items())} |
+
+**Time per section** (wall time of executing its notebook; runs already stored under `results/{profile}/` are loaded, not retrained):
+
+| section | time |
+|---|---|
+{rows}
+
+Code is hidden; the button at the top right shows it. Each figure's shaded band is the range over seeds.
+
+<div id="hw1-toc"></div>
+"""
+
+
+def _insert_table_of_contents(page: str) -> str:
+    heads = re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)<a class="anchor-link"', page, re.S)
+    items = "\n".join(
+        f'<li class="level-{level}"><a href="#{anchor}">{re.sub(r"<[^>]+>", "", text).strip()}</a></li>'
+        for level, anchor, text in heads[1:]  # skip the page title
+    )
+    nav = f'<nav class="hw1-toc"><strong>Contents</strong><ul>{items}</ul></nav>'
+    return page.replace('<div id="hw1-toc"></div>', nav, 1)
+
+
+def render_html(executed: list[Path], front: str) -> str:
+    from nbconvert import HTMLExporter
+
+    combined = nbformat.v4.new_notebook(metadata={"title": "HW1 report"})
+    combined.cells.append(nbformat.v4.new_markdown_cell(front))
+    for path in executed:
+        # every section starts on a new page of the PDF
+        combined.cells.append(nbformat.v4.new_markdown_cell('<div class="hw1-section-break"></div>'))
+        combined.cells.extend(nbformat.read(path, as_version=4).cells)
+    _math_to_mathml(combined)
+    exporter = HTMLExporter(template_name="hw1report", exclude_input_prompt=True,
+                            exclude_output_prompt=True,
+                            extra_template_basedirs=[str(Path(__file__).parent / "templates")])
+    page, _ = exporter.from_notebook_node(combined)
+    return _insert_table_of_contents(page)
+
+
+def find_browser() -> str | None:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def print_pdf(html_path: Path, pdf_path: Path, browser: str) -> None:
+    with tempfile.TemporaryDirectory() as profile_dir:
+        tmp_pdf = pdf_path.with_name(f".{pdf_path.name}.tmp")
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile_dir}", "--no-pdf-header-footer",
+               f"--print-to-pdf={tmp_pdf}", html_path.resolve().as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0 or not tmp_pdf.exists() or tmp_pdf.stat().st_size == 0:
+            tmp_pdf.unlink(missing_ok=True)
+            raise Hw1Error(f"{Path(browser).name} could not print {html_path} to PDF: "
+                           f"{proc.stderr.strip()[-300:]}")
+        os.replace(tmp_pdf, pdf_path)
+
+
+def build_report(profile: str | None = None, device: str = "auto", seed: int = 0,
+                 sections: list[str] | None = None, force: bool = False,
+                 out_dir: Path = REPORT_DIR, pdf: bool = True) -> dict:
+    """Execute the section notebooks and render out_dir/hw1-report.html (and .pdf)."""
+    profile = check_profile(profile or default_profile(device))
+    resolve_device(device)  # a clear error before any notebook starts
+    notebooks = select_notebooks(sections)
+    out_dir = Path(out_dir)
+    # Progress bars are for interactive use; in executed notebooks they would be noise.
+    os.environ["HW1_PROGRESS"] = "0"
+    params = {"profile": profile, "device": device, "seed": seed, "force": force}
+    timings, executed = {}, []
+    for nb in notebooks:
+        target = out_dir / "executed" / nb.name
+        print(f"report: executing {nb.name} (profile {profile}, device {device}) …", flush=True)
+        timings[nb.stem] = execute_notebook(nb, target, params)
+        print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
+        executed.append(target)
+    page = render_html(executed, front_page(profile, device, seed, timings))
+    html_path = out_dir / "hw1-report.html"
+    tmp = html_path.with_name(f".{html_path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, html_path)
+    print(f"report: wrote {html_path}")
+    pdf_path = None
+    if pdf:
+        browser = find_browser()
+        if browser is None:
+            print("report: PDF skipped: no Chromium-family browser found "
+                  "(on Debian/Ubuntu: `apt-get install chromium`, then rerun `make report`)")
+        else:
+            pdf_path = out_dir / "hw1-report.pdf"
+            print_pdf(html_path, pdf_path, browser)
+            print(f"report: wrote {pdf_path}")
+    return {"html": html_path, "pdf": pdf_path, "timings": timings, "profile": profile}
