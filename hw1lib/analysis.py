@@ -34,12 +34,12 @@ def mean_curve(curves: list[list[float]]) -> dict:
 
 
 def describe_range(s: dict, fmt: str = "{:.3g}") -> str:
-    """'0.12 (0.10–0.15 over 3 seeds)', or '0.12 (1 seed)'."""
+    """'0.12 [0.10–0.15]' (mean [min–max] over seeds), or '0.12' for a single seed."""
     if s["n"] == 0:
         return "n/a"
     if s["n"] == 1:
-        return f"{fmt.format(s['mean'])} (1 seed)"
-    return f"{fmt.format(s['mean'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])} over {s['n']} seeds)"
+        return fmt.format(s["mean"])
+    return f"{fmt.format(s['mean'])} [{fmt.format(s['min'])}–{fmt.format(s['max'])}]"
 
 
 def describe_difference(name_a: str, a: dict, name_b: str, b: dict, fmt: str = "{:.3g}",
@@ -62,3 +62,15 @@ def describe_difference(name_a: str, a: dict, name_b: str, b: dict, fmt: str = "
     return (f"{head}, but the ranges over seeds overlap ({fmt.format(best_s['min'])}–"
             f"{fmt.format(best_s['max'])} and {fmt.format(other_s['min'])}–"
             f"{fmt.format(other_s['max'])}), so the difference is within seed noise.")
+
+
+def verdict(name_a: str, a: dict, name_b: str, b: dict, higher_is_better: bool = False) -> str:
+    """A short verdict: '<winner> beyond the seed spread', 'no difference beyond the seed spread' or
+    'one seed only: undecided'."""
+    sep = separated(a, b)
+    if sep is None:
+        return "undecided (a single seed has no spread)"
+    if not sep:
+        return f"no difference between {name_a} and {name_b} beyond the seed spread"
+    a_wins = (a["mean"] > b["mean"]) == higher_is_better
+    return f"{name_a if a_wins else name_b} better than {name_b if a_wins else name_a} on every seed"

@@ -39,3 +39,16 @@ def plot_mean_spread(ax, curves: dict[str, list[list[float]]], colors: dict, *, 
 def figure(ncols: int = 1, width: float = 5.2, height: float = 3.6, **kw):
     fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), layout="constrained", **kw)
     return fig, np.atleast_1d(axes)
+
+
+def show(fig) -> None:
+    """Display a figure as a PNG whose alt text is its title (screen readers, the report's HTML)."""
+    import io
+
+    from IPython.display import Image, display
+
+    title = fig._suptitle.get_text() if fig._suptitle else ""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    display(Image(buffer.getvalue()), metadata={"image/png": {"alt": title}})

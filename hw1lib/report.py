@@ -76,7 +76,9 @@ def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
     return time.perf_counter() - start
 
 
-MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+# $$display$$ or $inline$; as in pandoc, an inline formula neither starts nor ends with a space and
+# is not followed by a digit, so "$5 or $10" stays text.
+MATH = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\d)", re.S)
 
 
 def latex_to_mathml(text: str) -> str:

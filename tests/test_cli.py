@@ -1,0 +1,32 @@
+import pytest
+
+from hw1lib import Hw1Error
+from hw1lib.__main__ import main
+from hw1lib.profiles import settings
+from hw1lib.report import select_notebooks
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "1.1-function", "--profile", "huge"], "unknown profile 'huge'; valid: smoke, quick, full"),
+    (["run", "9.9-nothing", "--profile", "smoke"], "unknown experiment '9.9-nothing'; valid: 1.1-function"),
+    (["run", "1.1-function", "--profile", "smoke", "--device", "gpu"], "unknown device 'gpu'; valid: auto, cpu, cuda"),
+    (["report", "--profile", "huge"], "unknown profile 'huge'"),
+    (["report", "--profile", "smoke", "--sections", "2.1"], "unknown section '2.1'; valid: 1.1, 1.2, 1.3"),
+])
+def test_bad_input_is_one_clear_line(argv, message, capsys, results_dir):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_profiles_scale_the_same_experiment():
+    full, smoke = settings("1.1-function", "full"), settings("1.1-function", "smoke")
+    assert full["models"] == smoke["models"] and full["max_epochs"] == 20_000
+    assert full["seeds"] >= 3 and smoke["seeds"] >= 2  # every profile has a spread over seeds
+    assert settings("1.1-mnist", "full")["seeds"] >= 3
+
+
+def test_section_selection():
+    assert [p.name for p in select_notebooks(["1.1"])] == ["1.1-deep-vs-shallow.ipynb"]
+    with pytest.raises(Hw1Error, match="unknown section"):
+        select_notebooks(["4"])

@@ -1,0 +1,43 @@
+import pytest
+
+from hw1lib import Hw1Error
+from hw1lib.models import CNN, MLP, build_model, count_params
+from hw1lib.profiles import EXPERIMENTS
+
+
+@pytest.mark.parametrize("widths, params", [([1, 190, 1], 571), ([1, 10, 18, 15, 4, 1], 572),
+                                            ([1, 5, 10, 10, 10, 10, 10, 5, 1], 571)])
+def test_function_nets_have_the_seed_reports_parameter_counts(widths, params):
+    assert count_params(MLP(widths, "leaky_relu")) == params
+
+
+def test_profile_function_nets_are_the_three_nets():
+    counts = [count_params(build_model({k: v for k, v in m.items() if k != "lr"}))
+              for m in EXPERIMENTS["1.1-function"]["models"]]
+    assert counts == [571, 572, 571]
+
+
+def test_mnist_cnns_have_equal_size_and_the_seeds_dense_layer_counts():
+    nets = [build_model(m) for m in EXPERIMENTS["1.1-mnist"]["models"]]
+    counts = [count_params(n) for n in nets]
+    assert max(counts) / min(counts) - 1 < 0.01
+    assert all(abs(c - 25_550) / 25_550 < 0.01 for c in counts)
+    assert [n.dense_layers for n in nets] == [3, 5, 2]
+
+
+def test_cnn_output_shape():
+    import torch
+
+    out = CNN([4, 8], [20])(torch.zeros(5, 1, 28, 28))
+    assert out.shape == (5, 10)
+
+
+def test_bad_model_settings_are_clear_errors():
+    with pytest.raises(Hw1Error, match="at least two positive widths"):
+        MLP([3])
+    with pytest.raises(Hw1Error, match="unknown activation 'swish'; valid: relu, leaky_relu, tanh"):
+        MLP([1, 2, 1], "swish")
+    with pytest.raises(Hw1Error, match="unknown model kind 'rnn'"):
+        build_model({"kind": "rnn"})
+    with pytest.raises(Hw1Error, match="shrink a 28px image to nothing"):
+        CNN([4, 4, 4, 4], [10])
