@@ -22,16 +22,25 @@ def model_colors(names: list[str]) -> dict:
 
 
 def plot_mean_spread(ax, curves: dict[str, list[list[float]]], colors: dict, *, x=None,
-                     logy: bool = False, label_suffix: str = "") -> None:
-    """One line per label (mean over its runs) with a min–max band; runs may differ in length."""
+                     logy: bool = False) -> None:
+    """Per label: the mean over its runs with a min–max band. Where runs stopped at different epochs
+    (a loss threshold), a mean would jump whenever one run ends, so each run is drawn as a thin line
+    instead and the mean only over the epochs that every run reached."""
     for label, runs in curves.items():
         c = mean_curve(runs)
         xs = c["epoch"] if x is None else np.asarray(x)
         few = len(xs) <= 30
-        ax.plot(xs, c["mean"], color=colors[label], lw=1.6, marker="o" if few else None, ms=4,
-                label=f"{label}{label_suffix} (n={len(runs)})")
-        if len(runs) > 1:
-            ax.fill_between(xs, c["min"], c["max"], color=colors[label], alpha=0.2, lw=0)
+        name = f"{label} (n={len(runs)})"
+        if len({len(r) for r in runs}) > 1:
+            for run in runs:
+                ax.plot(xs[:len(run)], run, color=colors[label], lw=0.8, alpha=0.45)
+            common = min(len(r) for r in runs)
+            ax.plot(xs[:common], c["mean"][:common], color=colors[label], lw=1.8, label=name)
+        else:
+            ax.plot(xs, c["mean"], color=colors[label], lw=1.6, marker="o" if few else None, ms=4,
+                    label=name)
+            if len(runs) > 1:
+                ax.fill_between(xs, c["min"], c["max"], color=colors[label], alpha=0.2, lw=0)
     if logy:
         ax.set_yscale("log")
 
