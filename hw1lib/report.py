@@ -195,6 +195,19 @@ def print_pdf(html_path: Path, pdf_path: Path, browser: str) -> None:
         os.replace(tmp_pdf, pdf_path)
 
 
+def write_pdf(html_path: Path) -> Path | None:
+    """Print the page to PDF beside it; without a browser, say so in one line and return None."""
+    browser = find_browser()
+    if browser is None:
+        print("report: PDF skipped: no Chromium-family browser found "
+              "(on Debian/Ubuntu: `apt-get install chromium`, then rerun `make report`)")
+        return None
+    pdf_path = html_path.with_suffix(".pdf")
+    print_pdf(html_path, pdf_path, browser)
+    print(f"report: wrote {pdf_path}")
+    return pdf_path
+
+
 def build_report(profile: str | None = None, device: str = "auto", seed: int = 0,
                  sections: list[str] | None = None, force: bool = False,
                  out_dir: Path = REPORT_DIR, pdf: bool = True) -> dict:
@@ -219,14 +232,5 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, html_path)
     print(f"report: wrote {html_path}")
-    pdf_path = None
-    if pdf:
-        browser = find_browser()
-        if browser is None:
-            print("report: PDF skipped: no Chromium-family browser found "
-                  "(on Debian/Ubuntu: `apt-get install chromium`, then rerun `make report`)")
-        else:
-            pdf_path = out_dir / "hw1-report.pdf"
-            print_pdf(html_path, pdf_path, browser)
-            print(f"report: wrote {pdf_path}")
+    pdf_path = write_pdf(html_path) if pdf else None
     return {"html": html_path, "pdf": pdf_path, "timings": timings, "profile": profile}

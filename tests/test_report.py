@@ -20,6 +20,16 @@ def test_formulas_become_mathml():
     assert report.latex_to_mathml("no math here") == "no math here"
 
 
+def test_without_a_browser_the_pdf_is_skipped_in_one_line(tmp_path, monkeypatch, capsys):
+    page = tmp_path / "r.html"
+    page.write_text("<html><body>hi</body></html>")
+    monkeypatch.setattr(report, "find_browser", lambda: None)
+    assert report.write_pdf(page) is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "PDF skipped" in out and "apt-get install chromium" in out
+    assert list(tmp_path.iterdir()) == [page]
+
+
 def test_a_failing_notebook_names_itself_and_the_cell_and_keeps_the_copy(tmp_path):
     nb = nbformat.v4.new_notebook(metadata={
         "kernelspec": {"name": "hw1", "display_name": "hw1", "language": "python"},
