@@ -14,6 +14,11 @@ def spread(values) -> dict:
             "min": float(v.min()), "max": float(v.max())}
 
 
+def scaled(s: dict, factor: float) -> dict:
+    """The same spread in other units (e.g. factor 100 for accuracy in %)."""
+    return {k: (v * factor if k != "n" and v is not None else v) for k, v in s.items()}
+
+
 def separated(a: dict, b: dict) -> bool | None:
     """True when the seed ranges [min, max] of two spreads do not overlap, False when they do,
     None when either has fewer than two seeds (no spread to judge against)."""
