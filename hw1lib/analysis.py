@@ -70,8 +70,8 @@ def describe_difference(name_a: str, a: dict, name_b: str, b: dict, fmt: str = "
 
 
 def verdict(name_a: str, a: dict, name_b: str, b: dict, higher_is_better: bool = False) -> str:
-    """A short verdict: '<winner> beyond the seed spread', 'no difference beyond the seed spread' or
-    'one seed only: undecided'."""
+    """A short verdict: '<winner> better than <loser> on every seed', 'no difference between … beyond
+    the seed spread', or 'undecided' when a model has a single seed."""
     sep = separated(a, b)
     if sep is None:
         return "undecided (a single seed has no spread)"

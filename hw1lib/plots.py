@@ -56,7 +56,7 @@ def show(fig) -> None:
 
     from IPython.display import Image, display
 
-    title = fig._suptitle.get_text() if fig._suptitle else ""
+    title = fig.get_suptitle()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
