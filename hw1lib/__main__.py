@@ -43,15 +43,13 @@ def main(argv: list[str] | None = None) -> int:
                     verify_file(data_dir() / name)
                 print(f"MNIST: all four files verified in {data_dir()}")
         elif args.command == "run":
-            from .experiments import EXPERIMENT_RUNNERS
+            from .experiments import get, run_experiment
             from .profiles import check_profile
             from .results import experiment_dir
 
-            if args.experiment not in EXPERIMENT_RUNNERS:
-                raise Hw1Error(f"unknown experiment {args.experiment!r}; valid: "
-                               f"{', '.join(EXPERIMENT_RUNNERS)}")
+            get(args.experiment)  # unknown experiment: one line, before anything runs
             check_profile(args.profile)
-            EXPERIMENT_RUNNERS[args.experiment](args.profile, args.device, args.seed, args.force)
+            run_experiment(args.experiment, args.profile, args.device, args.seed, args.force)
             print(f"wrote {experiment_dir(args.profile, args.experiment) / 'summary.json'}")
         else:
             from .report import build_report

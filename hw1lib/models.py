@@ -7,6 +7,7 @@ from torch import nn
 from . import Hw1Error
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
+ACTIVATION_NAMES = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "tanh"}  # as prose writes them
 
 
 def _activation(name: str) -> type[nn.Module]:
@@ -67,10 +68,11 @@ class CNN(nn.Sequential):
 
 def build_model(spec: dict) -> nn.Module:
     """A model from a JSON-able spec: {"kind": "mlp", "widths": [...], "activation": ...} or
-    {"kind": "cnn", "channels": [...], "dense_widths": [...], "kernel_size": 4, "dropout": 0.25}."""
+    {"kind": "cnn", "channels": [...], "dense_widths": [...], "kernel_size": 4, "dropout": 0.25};
+    a "label" (how figures name it) is ignored."""
     spec = dict(spec)
     kind = spec.pop("kind", None)
-    spec.pop("name", None)
+    spec.pop("label", None)  # display only
     if kind == "mlp":
         return MLP(**spec)
     if kind == "cnn":

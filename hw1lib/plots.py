@@ -5,8 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-from .analysis import mean_curve
+from .data import TARGET_FORMULAS
+from .stats import mean_curve
 
 GROUND_TRUTH_COLOR = "0.35"
 
@@ -15,6 +17,23 @@ def use_house_style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "axes.titleweight": "bold",
                          "axes.titlesize": 11, "legend.fontsize": 9, "legend.frameon": False})
+
+
+def target_title(function: str) -> str:
+    """The target's formula as a title, its fraction in display size (a plain \\frac would shrink to
+    half the title's height)."""
+    return "$y = " + TARGET_FORMULAS[function].replace(r"\frac", r"\dfrac") + "$"
+
+
+def integer_epochs(ax) -> None:
+    """Epochs are counted: whole numbers on the x axis."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def legend_below(fig, ax, ncol: int | None = None) -> None:
+    """One legend for the figure, under the axes, where it cannot cover data."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol or len(labels))
 
 
 def model_colors(names: list[str]) -> dict:

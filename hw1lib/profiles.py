@@ -17,45 +17,46 @@ PROFILES = ("smoke", "quick", "full")
 EXPERIMENTS = {
     "1.1-function": {
         "functions": ["sinc", "sign"],
-        "models": [  # three nets of ~571 parameters; the seed's learning rates
-            {"name": "deep (7 hidden)", "kind": "mlp", "widths": [1, 5, 10, 10, 10, 10, 10, 5, 1],
-             "activation": "leaky_relu", "lr": 0.0012},
-            {"name": "middle (4 hidden)", "kind": "mlp", "widths": [1, 10, 18, 15, 4, 1],
-             "activation": "leaky_relu", "lr": 0.0011},
-            {"name": "shallow (1 hidden)", "kind": "mlp", "widths": [1, 190, 1],
-             "activation": "leaky_relu", "lr": 0.0011},
-        ],
-        "optimizer": "adam", "weight_decay": 1e-4, "loss_threshold": 1e-3, "batch_size": None,
+        "models": {  # three nets of ~571 parameters, keyed by role
+            "deep": {"label": "deep (7 hidden)", "kind": "mlp",
+                     "widths": [1, 5, 10, 10, 10, 10, 10, 5, 1], "activation": "leaky_relu"},
+            "middle": {"label": "middle (4 hidden)", "kind": "mlp", "widths": [1, 10, 18, 15, 4, 1],
+                       "activation": "leaky_relu"},
+            "shallow": {"label": "shallow (1 hidden)", "kind": "mlp", "widths": [1, 190, 1],
+                        "activation": "leaky_relu"},
+        },
+        "lr": {"deep": 0.0012, "middle": 0.0011, "shallow": 0.0011},  # the seed's learning rates
+        "optimizer": "adam",
+        "weight_decay": 1e-4,  # torch's L2 term λ·θ in the gradient of every parameter (not AdamW)
+        "loss_threshold": 1e-3,  # a run stops at the first epoch whose training MSE is ≤ this
         "scale": {
             "full": {"n_points": 1000, "max_epochs": 20_000, "seeds": 3},
             "quick": {"n_points": 1000, "max_epochs": 6_000, "seeds": 3},
             "smoke": {"n_points": 200, "max_epochs": 300, "seeds": 2},
         },
         # The seed report's epochs to reach the loss threshold (None: not reached in 20,000).
-        "seed_report": {"sinc": {"deep (7 hidden)": 2061, "middle (4 hidden)": 5172,
-                                 "shallow (1 hidden)": 2186},
-                        "sign": {"deep (7 hidden)": None, "middle (4 hidden)": None,
-                                 "shallow (1 hidden)": None}},
+        "seed_report": {"sinc": {"deep": 2061, "middle": 5172, "shallow": 2186},
+                        "sign": {"deep": None, "middle": None, "shallow": None}},
     },
     "1.1-mnist": {
-        "models": [  # ~25.6k parameters each (within 0.2 %); the seed used 3 / 5 / 2 dense layers
-            {"name": "CNN, 3 dense", "kind": "cnn", "channels": [4, 8], "dense_widths": [140, 46],
-             "kernel_size": 4, "dropout": 0.25},
-            {"name": "CNN, 5 dense", "kind": "cnn", "channels": [4, 8],
-             "dense_widths": [86, 70, 70, 35], "kernel_size": 4, "dropout": 0.25},
-            {"name": "CNN, 2 dense", "kind": "cnn", "channels": [4, 8], "dense_widths": [180],
-             "kernel_size": 4, "dropout": 0.25},
-        ],
+        "models": {  # ~25.6k parameters each (within 0.2 %); the seed used 5 / 3 / 2 dense layers
+            "deep": {"label": "CNN, 5 dense", "kind": "cnn", "channels": [4, 8],
+                     "dense_widths": [86, 70, 70, 35], "kernel_size": 4, "dropout": 0.25},
+            "middle": {"label": "CNN, 3 dense", "kind": "cnn", "channels": [4, 8],
+                       "dense_widths": [140, 46], "kernel_size": 4, "dropout": 0.25},
+            "shallow": {"label": "CNN, 2 dense", "kind": "cnn", "channels": [4, 8],
+                        "dense_widths": [180], "kernel_size": 4, "dropout": 0.25},
+        },
         "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128,
         "scale": {
-            "full": {"epochs": 20, "seeds": 3, "train_size": None},
+            "full": {"epochs": 20, "seeds": 3, "train_size": None},  # None: all 60,000 images
             "quick": {"epochs": 3, "seeds": 3, "train_size": None},
             "smoke": {"epochs": 2, "seeds": 2, "train_size": 2000},
         },
-        # The seed report's final training accuracy (%) and loss of its three models.
-        "seed_report": {"CNN, 3 dense": {"train_accuracy": 98.16, "train_loss": 0.0945},
-                        "CNN, 5 dense": {"train_accuracy": 97.86, "train_loss": 0.0837},
-                        "CNN, 2 dense": {"train_accuracy": 98.91, "train_loss": 0.0237}},
+        # The seed report's final training accuracy (%) and loss (its models 2, 1 and 3).
+        "seed_report": {"deep": {"train_accuracy": 97.86, "train_loss": 0.0837},
+                        "middle": {"train_accuracy": 98.16, "train_loss": 0.0945},
+                        "shallow": {"train_accuracy": 98.91, "train_loss": 0.0237}},
     },
 }
 

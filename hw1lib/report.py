@@ -26,7 +26,7 @@ from .train import device_description, resolve_device
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 REPORT_DIR = PROJECT_ROOT / "report"
-SECTIONS = {  # section → notebook, in report order
+NOTEBOOKS = {  # section → its notebook; the report's sections are those with registered experiments
     "1.1": "1.1-deep-vs-shallow.ipynb",
     "1.2": "1.2-optimization.ipynb",
     "1.3": "1.3-generalization.ipynb",
@@ -42,19 +42,24 @@ def default_profile(device: str) -> str:
     return "full" if resolve_device(device).type == "cuda" else "quick"
 
 
+def report_path(out_dir: Path, profile: str, suffix: str = ".html") -> Path:
+    """Each profile renders to its own file, so a smoke run never replaces the quick report."""
+    return Path(out_dir) / f"hw1-report-{profile}{suffix}"
+
+
 def select_notebooks(sections: list[str] | None = None) -> list[Path]:
-    """The notebooks of the given sections (default: every section whose notebook exists)."""
+    """The notebooks of the given sections (default: every section of the experiment registry)."""
+    from .experiments import sections as registered
+
+    known = registered()
     for s in sections or []:
-        if s not in SECTIONS:
-            raise Hw1Error(f"unknown section {s!r}; valid: {', '.join(SECTIONS)}")
-    chosen = [NOTEBOOK_DIR / SECTIONS[s] for s in SECTIONS if not sections or s in sections]
+        if s not in known:
+            raise Hw1Error(f"unknown section {s!r}; valid: {', '.join(known)}")
+    chosen = [NOTEBOOK_DIR / NOTEBOOKS[s] for s in known if not sections or s in sections]
     missing = [p.name for p in chosen if not p.exists()]
-    if sections and missing:
-        raise Hw1Error(f"no notebook for section(s) {', '.join(missing)} in {NOTEBOOK_DIR}")
-    found = [p for p in chosen if p.exists()]
-    if not found:
-        raise Hw1Error(f"no section notebooks found in {NOTEBOOK_DIR}")
-    return found
+    if missing:
+        raise Hw1Error(f"notebook(s) {', '.join(missing)} missing from {NOTEBOOK_DIR}")
+    return chosen
 
 
 def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
@@ -79,10 +84,12 @@ def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
 # $$display$$ or $inline$; as in pandoc, an inline formula neither starts nor ends with a space and
 # is not followed by a digit, so "$5 or $10" stays text.
 MATH = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\d)", re.S)
+# Markdown code: fenced blocks, then inline spans of one or more backticks. Formulas never live there.
+CODE = re.compile(r"^(`{3,}|~{3,}).*?^\1[ \t]*$|(`+)(?!`).+?(?<!`)\2(?!`)", re.S | re.M)
 
 
 def latex_to_mathml(text: str) -> str:
-    """Replace $…$ and $$…$$ by MathML, so formulas render offline without MathJax."""
+    """Replace $…$ and $$…$$ outside code by MathML, so formulas render offline without MathJax."""
     from latex2mathml.converter import convert
 
     def one(match):
@@ -90,7 +97,11 @@ def latex_to_mathml(text: str) -> str:
         return convert((match.group(1) or match.group(2)).strip(),
                        display="block" if display else "inline")
 
-    return MATH.sub(one, text)
+    parts, last = [], 0
+    for code in CODE.finditer(text):
+        parts += [MATH.sub(one, text[last:code.start()]), code.group(0)]
+        last = code.end()
+    return "".join(parts) + MATH.sub(one, text[last:])
 
 
 def _math_to_mathml(nb) -> None:
@@ -211,7 +222,7 @@ def write_pdf(html_path: Path) -> Path | None:
 def build_report(profile: str | None = None, device: str = "auto", seed: int = 0,
                  sections: list[str] | None = None, force: bool = False,
                  out_dir: Path = REPORT_DIR, pdf: bool = True) -> dict:
-    """Execute the section notebooks and render out_dir/hw1-report.html (and .pdf)."""
+    """Execute the section notebooks and render out_dir/hw1-report-<profile>.html (and .pdf)."""
     profile = check_profile(profile or default_profile(device))
     resolve_device(device)  # a clear error before any notebook starts
     notebooks = select_notebooks(sections)
@@ -221,13 +232,13 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     params = {"profile": profile, "device": device, "seed": seed, "force": force}
     timings, executed = {}, []
     for nb in notebooks:
-        target = out_dir / "executed" / nb.name
+        target = out_dir / "executed" / profile / nb.name
         print(f"report: executing {nb.name} (profile {profile}, device {device}) …", flush=True)
         timings[nb.stem] = execute_notebook(nb, target, params)
         print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
         executed.append(target)
     page = render_html(executed, front_page(profile, device, seed, timings))
-    html_path = out_dir / "hw1-report.html"
+    html_path = report_path(out_dir, profile)
     tmp = html_path.with_name(f".{html_path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, html_path)

@@ -1,27 +1,38 @@
 """One training loop for full-batch and minibatch training over tensors that already sit on the device.
 
-Recorded per epoch (1-based):
-- full batch: `train_loss` is the loss of that epoch's forward pass, i.e. at the weights before its
-  update. It costs nothing extra and is what a loss threshold is checked against.
-- minibatch: `train_loss` / `train_accuracy` are measured on the whole training set in eval mode
-  (no dropout) after the epoch, so they are comparable with the test numbers.
-- with a test set: `test_loss` / `test_accuracy` on all of it, averaged once over every sample.
+`train()` owns everything random about a run: its one `seed` fixes the initialization (the model is
+built inside, right after `torch.manual_seed(seed)`), dropout and the batch order, and the caller's
+global random state is left as it was.
+
+One definition of each metric, whatever the batch size: `train_loss` (and `train_accuracy` for
+classification) is measured after the epoch's updates, on the whole training set, in eval mode;
+`test_loss` / `test_accuracy` the same on the test set. A loss threshold is checked against that
+recorded loss, so a run that stops keeps exactly the weights whose loss it recorded.
+
+Extra behaviour hooks in through callbacks (`Callback.on_step`, `Callback.on_epoch_end`) instead of
+copies of the loop: recording gradient norms, snapshotting weights, switching the objective.
 """
 from __future__ import annotations
 
-import math
 import os
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import Hw1Error
+from .models import build_model
 
 DEVICES = ("auto", "cpu", "cuda")
 TASKS = ("regression", "classification")
 OPTIMIZERS = ("adam", "sgd")
+
+# An objective maps (model, inputs, targets) to the scalar that a step minimizes.
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrainingDiverged(Hw1Error):
@@ -51,14 +62,21 @@ def show_progress() -> bool:
     return os.environ.get("HW1_PROGRESS", "1") != "0" and os.environ.get("CI", "").lower() != "true"
 
 
-def _loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def task_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error for regression, cross-entropy for classification (means over the batch)."""
     return F.mse_loss(output, target) if task == "regression" else F.cross_entropy(output, target)
+
+
+def shuffle_seed(seed: int) -> int:
+    """The seed of a run's batch-order generator: derived from the run's seed but decorrelated from
+    the global stream that initializes the weights (the same integer would replay the same bits)."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0] >> 1)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str,
              batch_size: int = 10_000) -> dict:
-    """Mean loss (and accuracy for classification) over all of x, in eval mode."""
+    """Mean loss (and accuracy for classification) over all of x, in eval mode, summed in float64."""
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
@@ -66,11 +84,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str,
     for i in range(0, len(x), batch_size):
         out = model(x[i:i + batch_size])
         target = y[i:i + batch_size]
-        reduction = "sum"
         if task == "regression":
-            total_loss += F.mse_loss(out, target, reduction=reduction).double() / target[0].numel()
+            total_loss += F.mse_loss(out, target, reduction="sum").double() / target[0].numel()
         else:
-            total_loss += F.cross_entropy(out, target, reduction=reduction).double()
+            total_loss += F.cross_entropy(out, target, reduction="sum").double()
             correct += (out.argmax(1) == target).sum()
     model.train(was_training)
     result = {"loss": total_loss.item() / len(x)}
@@ -80,77 +97,162 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str,
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
+    """Adam or SGD. `weight_decay` is torch's: λ·θ added to the gradient of every parameter (biases
+    too) before the update, i.e. an L2 penalty λ/2·‖θ‖², not AdamW's decoupled decay."""
     if name == "adam":
+        if momentum:
+            raise Hw1Error("momentum applies to optimizer 'sgd'; Adam has its own (betas)")
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
     raise Hw1Error(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
-def train(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *, task: str,
-          epochs: int, lr: float, seed: int, optimizer: str = "adam", weight_decay: float = 0.0,
-          batch_size: int | None = None, loss_threshold: float | None = None,
-          test: tuple[torch.Tensor, torch.Tensor] | None = None, desc: str = "training") -> dict:
-    """Train `model` in place. batch_size=None means full batch. Stops early once the recorded
-    training loss is ≤ loss_threshold. Returns {"history": {...}, "epochs_run", "threshold_epoch"}."""
+def describe_weight_decay(optimizer: str, weight_decay: float) -> str:
+    """What `weight_decay` means here, in one sentence for the report."""
+    if not weight_decay:
+        return "No weight decay."
+    return (f"Weight decay {weight_decay:g} is torch {optimizer.capitalize()}'s `weight_decay`: "
+            f"{weight_decay:g}·θ is added to the gradient of every parameter, biases included, before "
+            f"the update, i.e. an L2 penalty, not AdamW's decoupled decay.")
+
+
+def _mode_dependent(model: nn.Module) -> bool:
+    """True when eval mode computes something else than train mode (dropout, batch norm)."""
+    return any(isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm))
+               for m in model.modules())
+
+
+@dataclass
+class TrainState:
+    """What callbacks see. `loss` is the objective of the last step (detached); after `on_step` the
+    parameters' `.grad` still hold that step's gradient. Setting `stop` ends training after the
+    current epoch; setting `objective` changes what the following steps minimize."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    history: dict
+    epoch: int = 0
+    step: int = 0
+    loss: torch.Tensor | None = None
+    objective: Objective | None = None
+    stop: bool = False
+
+
+class Callback:
+    def on_step(self, state: TrainState) -> None:
+        pass
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        pass
+
+
+def _build(model: dict | Callable[[], nn.Module]) -> nn.Module:
+    return build_model(model) if isinstance(model, dict) else model()
+
+
+def train(model: dict | Callable[[], nn.Module], train_x: torch.Tensor, train_y: torch.Tensor, *,
+          task: str, epochs: int, lr: float, seed: int, optimizer: str = "adam",
+          weight_decay: float = 0.0, momentum: float = 0.0, batch_size: int | None = None,
+          loss_threshold: float | None = None, test: tuple[torch.Tensor, torch.Tensor] | None = None,
+          callbacks: Sequence[Callback] = (), desc: str = "training") -> dict:
+    """Build the model (a `build_model` spec, or a function returning a module) from `seed` and train it.
+
+    batch_size=None (or ≥ the number of samples) means full batch. Training stops once the recorded
+    training loss is ≤ loss_threshold, or when a callback sets `state.stop`.
+    Returns {"model", "history", "epochs_run", "threshold_epoch"}; history holds one entry per epoch
+    of "epoch", "train_loss" [, "train_accuracy"] [, "test_loss" [, "test_accuracy"]].
+    """
     if task not in TASKS:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     if epochs < 1:
         raise Hw1Error(f"epochs must be at least 1, got {epochs}")
+    if batch_size is not None and batch_size < 1:
+        raise Hw1Error(f"batch_size must be at least 1 (or None for full batch), got {batch_size}")
+    device = train_x.device
+    # fork_rng restores the caller's global random state afterwards; inside, the run's seed rules.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        net = _build(model).to(device)
+        return _train_loop(net, train_x, train_y, task=task, epochs=epochs, lr=lr, seed=seed,
+                           optimizer=make_optimizer(optimizer, net.parameters(), lr, weight_decay,
+                                                    momentum),
+                           batch_size=batch_size, loss_threshold=loss_threshold, test=test,
+                           callbacks=callbacks, desc=desc)
+
+
+def _train_loop(model, train_x, train_y, *, task, epochs, lr, seed, optimizer, batch_size,
+                loss_threshold, test, callbacks, desc) -> dict:
     n = len(train_x)
     full_batch = batch_size is None or batch_size >= n
-    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
-    # A generator of our own keeps the shuffling order a function of the seed alone.
-    shuffle = torch.Generator(device=train_x.device).manual_seed(seed)
-    keys = ["epoch", "train_loss"]
-    if task == "classification" and not full_batch:
-        keys.append("train_accuracy")
+    classification = task == "classification"
+    keys = ["epoch", "train_loss"] + (["train_accuracy"] if classification else [])
     if test is not None:
-        keys += ["test_loss"] + (["test_accuracy"] if task == "classification" else [])
-    history: dict[str, list] = {k: [] for k in keys}
-    threshold_epoch = None
+        keys += ["test_loss"] + (["test_accuracy"] if classification else [])
+    state = TrainState(model=model, optimizer=optimizer, history={k: [] for k in keys})
+    order_generator = torch.Generator(device=train_x.device).manual_seed(shuffle_seed(seed))
+    # Without dropout or batch norm, a train-mode forward pass over the whole set *is* the eval-mode
+    # measurement; full batch then measures the epoch's end and builds the next step's graph at once.
+    reuse_measurement = full_batch and not _mode_dependent(model)
+    measured = None  # the task loss at the current weights, with its graph (reuse_measurement only)
+
+    def step(x, y, loss=None):
+        if loss is None:
+            loss = (task_loss(task, model(x), y) if state.objective is None
+                    else state.objective(model, x, y))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.step += 1
+        state.loss = loss.detach()
+        for cb in callbacks:
+            cb.on_step(state)
 
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not show_progress(), leave=False,
                mininterval=0.5)
+    threshold_epoch = None
     model.train()
     for epoch in bar:
+        state.epoch = epoch
         if full_batch:
-            loss = _loss(task, model(train_x), train_y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            train_loss = loss.item()
-            if not math.isfinite(train_loss):
-                raise TrainingDiverged(f"{desc}: the training loss became {train_loss} at epoch "
-                                       f"{epoch} (lr={lr}); lower the learning rate")
-            history["train_loss"].append(train_loss)
+            reusable = measured if state.objective is None else None
+            step(train_x, train_y, reusable)
         else:
-            order = torch.randperm(n, device=train_x.device, generator=shuffle)
-            loss_sum = torch.zeros((), device=train_x.device)
+            order = torch.randperm(n, device=train_x.device, generator=order_generator)
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
-                loss = _loss(task, model(train_x[idx]), train_y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach()
-            if not math.isfinite(loss_sum.item()):
-                raise TrainingDiverged(f"{desc}: the training loss became {loss_sum.item()} in "
-                                       f"epoch {epoch} (lr={lr}); lower the learning rate")
-            measured = evaluate(model, train_x, train_y, task)
-            history["train_loss"].append(measured["loss"])
-            if "train_accuracy" in history:
-                history["train_accuracy"].append(measured["accuracy"])
-        history["epoch"].append(epoch)
+                step(train_x[idx], train_y[idx])
+
+        if reuse_measurement:
+            output = model(train_x)
+            measured = task_loss(task, output, train_y)
+            train_metrics = {"loss": measured.item()}
+            if classification:
+                train_metrics["accuracy"] = (output.argmax(1) == train_y).double().mean().item()
+        else:
+            train_metrics = evaluate(model, train_x, train_y, task)
+        if not np.isfinite(train_metrics["loss"]):
+            raise TrainingDiverged(f"{desc}: the training loss became {train_metrics['loss']} at "
+                                   f"epoch {epoch} (lr={lr}); lower the learning rate")
+        h = state.history
+        h["epoch"].append(epoch)
+        h["train_loss"].append(train_metrics["loss"])
+        if classification:
+            h["train_accuracy"].append(train_metrics["accuracy"])
         if test is not None:
-            measured = evaluate(model, test[0], test[1], task)
-            history["test_loss"].append(measured["loss"])
-            if "test_accuracy" in history:
-                history["test_accuracy"].append(measured["accuracy"])
+            test_metrics = evaluate(model, test[0], test[1], task)
+            h["test_loss"].append(test_metrics["loss"])
+            if classification:
+                h["test_accuracy"].append(test_metrics["accuracy"])
+        for cb in callbacks:
+            cb.on_epoch_end(state)
         if epoch % 50 == 0 or not full_batch:
-            bar.set_postfix(loss=f"{history['train_loss'][-1]:.4g}", refresh=False)
-        if loss_threshold is not None and history["train_loss"][-1] <= loss_threshold:
+            bar.set_postfix(loss=f"{train_metrics['loss']:.4g}", refresh=False)
+        if loss_threshold is not None and train_metrics["loss"] <= loss_threshold:
             threshold_epoch = epoch
             break
+        if state.stop:
+            break
     bar.close()
-    return {"history": history, "epochs_run": history["epoch"][-1], "threshold_epoch": threshold_epoch}
+    model.eval()
+    return {"model": model, "history": state.history, "epochs_run": state.history["epoch"][-1],
+            "threshold_epoch": threshold_epoch}

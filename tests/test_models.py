@@ -12,17 +12,16 @@ def test_function_nets_have_the_seed_reports_parameter_counts(widths, params):
 
 
 def test_profile_function_nets_are_the_three_nets():
-    counts = [count_params(build_model({k: v for k, v in m.items() if k != "lr"}))
-              for m in EXPERIMENTS["1.1-function"]["models"]]
-    assert counts == [571, 572, 571]
+    counts = {role: count_params(build_model(m)) for role, m in EXPERIMENTS["1.1-function"]["models"].items()}
+    assert counts == {"deep": 571, "middle": 572, "shallow": 571}
 
 
 def test_mnist_cnns_have_equal_size_and_the_seeds_dense_layer_counts():
-    nets = [build_model(m) for m in EXPERIMENTS["1.1-mnist"]["models"]]
-    counts = [count_params(n) for n in nets]
+    nets = {role: build_model(m) for role, m in EXPERIMENTS["1.1-mnist"]["models"].items()}
+    counts = [count_params(n) for n in nets.values()]
     assert max(counts) / min(counts) - 1 < 0.01
     assert all(abs(c - 25_550) / 25_550 < 0.01 for c in counts)
-    assert [n.dense_layers for n in nets] == [3, 5, 2]
+    assert {role: n.dense_layers for role, n in nets.items()} == {"deep": 5, "middle": 3, "shallow": 2}
 
 
 def test_cnn_output_shape():

@@ -6,7 +6,8 @@ import nbformat
 import pytest
 
 from hw1lib import Hw1Error, report
-from hw1lib.experiments import EXPERIMENT_RUNNERS
+from hw1lib.experiments import REGISTRY
+from hw1lib.profiles import settings
 
 SECTION_HEADINGS = {
     "1.1-deep-vs-shallow": ["1.1 Deep vs shallow", "1.1a Simulate a function", "1.1b Train on a real task"],
@@ -18,6 +19,13 @@ def test_formulas_become_mathml():
     assert "<math" in out and "<mfrac>" in out and 'display="block"' in out
     assert "$" not in out.split("<math")[1]
     assert report.latex_to_mathml("no math here") == "no math here"
+
+
+def test_dollars_in_code_stay_code():
+    text = "set `$HW1_DATA_DIR` and `$HW1_RESULTS_DIR`, then $x^2$\n```\necho $A $B$\n```\n"
+    out = report.latex_to_mathml(text)
+    assert "`$HW1_DATA_DIR` and `$HW1_RESULTS_DIR`" in out and "echo $A $B$" in out
+    assert out.count("<math") == 1 and "<msup>" in out
 
 
 def test_without_a_browser_the_pdf_is_skipped_in_one_line(tmp_path, monkeypatch, capsys):
@@ -45,23 +53,47 @@ def test_a_failing_notebook_names_itself_and_the_cell_and_keeps_the_copy(tmp_pat
 
 def test_smoke_report_end_to_end(tmp_path, results_dir):
     out = report.build_report("smoke", device="cpu", out_dir=tmp_path / "report")
+    assert out["html"] == tmp_path / "report" / "hw1-report-smoke.html"
     page = out["html"].read_text()
     notebooks = report.select_notebooks()
     assert notebooks, "no notebooks were rendered"
     for nb in notebooks:
         for heading in SECTION_HEADINGS.get(nb.stem, []):
             assert heading in page, heading
-        assert (tmp_path / "report" / "executed" / nb.name).exists()
+        assert (tmp_path / "report" / "executed" / "smoke" / nb.name).exists()
     figures = re.findall(r'<img[^>]+src="data:image/png;base64', page)
     assert len(figures) >= 4 and "No description has been provided" not in page
     assert "<math" in page and "$\\frac" not in page  # formulas rendered, offline
     assert 'nav class="hw1-toc"' in page and "profile | **smoke**" not in page and ">smoke<" in page
     # nothing is loaded from a network when the page is opened
     assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)="(https?:)?//', page)
-    for experiment in EXPERIMENT_RUNNERS:
-        summary = json.loads((results_dir / "smoke" / experiment / "summary.json").read_text())
-        assert summary["profile"] == "smoke" and summary["table"]
+    summaries = {}
+    for experiment in REGISTRY:
+        summaries[experiment] = json.loads((results_dir / "smoke" / experiment / "summary.json").read_text())
+        assert summaries[experiment]["profile"] == "smoke" and summaries[experiment]["table"]
     if report.find_browser():
         assert out["pdf"].stat().st_size > 10_000
     else:
         assert out["pdf"] is None
+
+    # the prose states the settings of this profile and the numbers of this run
+    text = re.sub(r"<[^>]+>", "", page)
+    fit, cnn = settings("1.1-function", "smoke"), settings("1.1-mnist", "smoke")
+    assert f"for up to {fit['max_epochs']:,} epochs" in text
+    assert f"{fit['n_points']:,} evenly spaced points" in text
+    for role, lr in fit["lr"].items():
+        assert f"{fit['models'][role]['label']}: widths" in text and f"learning rate {lr:g}" in text
+    assert f"learning rate {cnn['lr']:g}, batch {cnn['batch_size']}" in text
+    assert f"for {cnn['epochs']} epochs, {cnn['seeds']} seeds per model" in text
+    assert f"Dropout {cnn['models']['deep']['dropout']:g}" in text
+    mnist = summaries["1.1-mnist"]
+    for c in mnist["comparisons"]:
+        a, b = (cnn["models"][c[k]]["label"] for k in ("a", "b"))
+        winner, loser = (a, b) if c["better"] == "a" else (b, a)
+        if c["separated"]:
+            assert f"{winner} better in test accuracy than {loser} on every seed" in text
+        else:
+            assert f"{a} vs {b}: no difference in test accuracy beyond seed noise" in text
+    best = mnist["table"][mnist["best_test_accuracy"]]["test_accuracy"]
+    assert f"{100 * best['mean']:.2f} %" in text
+    assert f"probability {mnist['false_separation_chance']}" in text

@@ -1,15 +1,19 @@
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from hw1lib import results
+from hw1lib.profiles import EXPERIMENTS, settings
 
 
 def make_compute(calls, value=1.0):
     def compute():
         calls.append(1)
         return {"metrics": {"history": {"loss": [value]}}, "summary": {"final": value},
+                "arrays": {"snapshots": np.full((3, 2), value)},
                 "state_dict": {"w": torch.tensor([value])}}
     return compute
 
@@ -22,15 +26,63 @@ def test_miss_then_hit_then_force(results_dir):
     second = results.cached_run("smoke", "exp", {"lr": 0.1, "seed": 1}, make_compute(calls, 2.0))
     assert second["cached"] and calls == [1] and second["summary"] == {"final": 1.0}
     assert results.load_state_dict(second)["w"].item() == 1.0
+    assert second["arrays"]["snapshots"].shape == (3, 2) and (second["arrays"]["snapshots"] == 1.0).all()
     stored = json.loads((second["run_dir"] / "config.json").read_text())
     assert stored["config"] == config and stored["environment"]["torch"] == torch.__version__
     forced = results.cached_run("smoke", "exp", config, make_compute(calls, 3.0), force=True)
     assert not forced["cached"] and calls == [1, 1] and forced["summary"] == {"final": 3.0}
 
 
-def test_a_different_config_is_a_different_run(results_dir):
-    assert results.config_hash({"seed": 1}) != results.config_hash({"seed": 2})
-    assert results.config_hash({"a": 1, "b": 2}) == results.config_hash({"b": 2, "a": 1})
+def perturbed(value):
+    """Every way of changing one leaf of a settings tree: (path, changed tree)."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            for path, changed in perturbed(sub):
+                yield (key, *path), {**value, key: changed}
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            for path, changed in perturbed(sub):
+                yield (i, *path), value[:i] + [changed] + value[i + 1:]
+    elif isinstance(value, bool):
+        yield (), not value
+    elif isinstance(value, (int, float)):
+        yield (), value + 1
+    elif isinstance(value, str):
+        yield (), value + "x"
+    else:  # None
+        yield (), 1
+
+
+@pytest.mark.parametrize("experiment", list(EXPERIMENTS))
+def test_every_setting_the_seed_and_the_device_change_the_key(experiment):
+    s = settings(experiment, "smoke")
+    job = {"model": "deep", "seed": 0}
+    key = results.config_hash(results.run_config(s, job, "cpu", "code"))
+    changed = 0
+    for path, other in perturbed(s):
+        other_key = results.config_hash(results.run_config(other, job, "cpu", "code"))
+        if set(path) & results.DISPLAY_ONLY:
+            assert other_key == key, f"display-only {path} changed the key"
+        else:
+            assert other_key != key, f"changing {path} left the key unchanged"
+            changed += 1
+    assert changed > 10
+    assert results.config_hash(results.run_config(s, {**job, "seed": 1}, "cpu", "code")) != key
+    assert results.config_hash(results.run_config(s, job, "cuda", "code")) != key
+    assert results.config_hash(results.run_config(s, job, "cpu", "other code")) != key
+
+
+def test_a_line_of_train_py_changes_the_code_fingerprint(tmp_path):
+    copy = tmp_path / "hw1lib"
+    shutil.copytree(results.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = results.code_fingerprint(("experiments/deep_vs_shallow.py",), package_dir=copy)
+    assert before == results.code_fingerprint(("experiments/deep_vs_shallow.py",))
+    (copy / "plots.py").write_text("# a figure change\n" + (copy / "plots.py").read_text())
+    assert results.code_fingerprint(("experiments/deep_vs_shallow.py",), package_dir=copy) == before
+    source = (copy / "train.py").read_text()
+    (copy / "train.py").write_text(source.replace("optimizer.step()", "optimizer.step()  # x", 1))
+    assert results.code_fingerprint(("experiments/deep_vs_shallow.py",), package_dir=copy) != before
+    assert results.code_fingerprint(("experiments/deep_vs_shallow.py",)) == before  # the original
 
 
 def test_an_interrupted_run_is_recomputed_not_mistaken_for_complete(results_dir):
@@ -53,7 +105,11 @@ def test_an_interrupted_run_is_recomputed_not_mistaken_for_complete(results_dir)
     assert sorted(p.name for p in runs.iterdir()) == [partial.name]
 
 
-def test_summary_is_written_atomically(results_dir):
-    path = results.write_summary("quick", "exp", {"x": 1})
-    assert json.loads(path.read_text()) == {"x": 1}
+def test_summary_is_written_atomically_and_takes_numpy_numbers(results_dir):
+    path = results.write_summary("quick", "exp", {"x": np.int64(1), "y": np.float32(0.5)})
+    assert json.loads(path.read_text()) == {"x": 1, "y": 0.5}
     assert [p.name for p in path.parent.iterdir()] == ["summary.json"]
+    with pytest.raises(ValueError):  # NaN is not JSON; a summary must say None instead
+        results.write_summary("quick", "exp", {"x": float("nan")})
+    assert [p.name for p in path.parent.iterdir()] == ["summary.json"]
+    assert json.loads(path.read_text()) == {"x": 1, "y": 0.5}

@@ -1,9 +1,12 @@
+import math
+
 import pytest
 import torch
 
 from hw1lib import Hw1Error
-from hw1lib.models import CNN, MLP
-from hw1lib.train import TrainingDiverged, evaluate, resolve_device, train
+from hw1lib.models import CNN, MLP, build_model
+from hw1lib.train import (Callback, TrainingDiverged, evaluate, resolve_device, shuffle_seed,
+                          train)
 
 
 def regression_problem(n=64):
@@ -20,70 +23,205 @@ def classification_problem(n=256):
     return x, y
 
 
+SMALL_CNN = {"kind": "cnn", "channels": [4, 8], "dense_widths": [16], "dropout": 0.25}
+
+
 def test_full_batch_training_lowers_the_loss():
     x, y = regression_problem()
-    torch.manual_seed(0)
-    out = train(MLP([1, 16, 16, 1], "leaky_relu"), x, y, task="regression", epochs=300, lr=1e-2, seed=0)
+    out = train({"kind": "mlp", "widths": [1, 16, 16, 1], "activation": "leaky_relu"}, x, y,
+                task="regression", epochs=300, lr=1e-2, seed=0)
     losses = out["history"]["train_loss"]
     assert len(losses) == out["epochs_run"] == 300
     assert losses[-1] < 0.1 * losses[0]
 
 
-def test_minibatch_training_learns_and_records_every_metric():
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_recorded_metrics_are_eval_mode_measurements_of_the_final_weights(batch_size):
     x, y = classification_problem()
-    torch.manual_seed(0)
-    model = CNN([4, 8], [16])
-    out = train(model, x, y, task="classification", epochs=8, lr=3e-3, seed=0,
-                batch_size=32, test=(x[:64], y[:64]))
-    h = out["history"]
+    out = train(SMALL_CNN, x, y, task="classification", epochs=4, lr=3e-3, seed=0,
+                batch_size=batch_size, test=(x[:64], y[:64]))
+    h, model = out["history"], out["model"]
     assert set(h) == {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy"}
-    assert all(len(v) == 8 for v in h.values())
+    assert all(len(v) == 4 for v in h.values())
     assert h["train_loss"][-1] < h["train_loss"][0]
-    assert h["train_accuracy"][-1] > 0.8
-    # what is recorded is the eval-mode measurement of the final weights
+    train_now = evaluate(model, x, y, "classification")
+    assert h["train_loss"][-1] == pytest.approx(train_now["loss"], rel=1e-6)
+    assert h["train_accuracy"][-1] == train_now["accuracy"]
     assert h["test_accuracy"][-1] == evaluate(model, x[:64], y[:64], "classification")["accuracy"]
 
 
-def test_the_same_seed_gives_identical_results_on_cpu():
+def test_full_batch_without_dropout_records_the_loss_after_the_update():
+    x, y = regression_problem()
+    out = train({"kind": "mlp", "widths": [1, 8, 1]}, x, y, task="regression", epochs=7, lr=1e-2, seed=3)
+    # recomputed independently: the MSE of the returned weights, written out by hand
+    with torch.no_grad():
+        mse = ((out["model"](x) - y) ** 2).mean().item()
+    assert out["history"]["train_loss"][-1] == pytest.approx(mse, rel=1e-6)
+
+
+def test_the_seed_alone_fixes_init_dropout_and_batch_order():
     x, y = classification_problem()
 
     def run(seed):
-        torch.manual_seed(seed)
-        return train(CNN([4, 8], [16]), x, y, task="classification", epochs=2, lr=3e-3,
-                     seed=seed, batch_size=32)["history"]
+        torch.rand(3)  # whatever the caller did with the global generator must not matter
+        out = train(SMALL_CNN, x, y, task="classification", epochs=2, lr=3e-3, seed=seed,
+                    batch_size=32)
+        return out["history"], out["model"].state_dict()
 
-    assert run(3) == run(3)
-    assert run(3) != run(4)
+    (h1, w1), (h2, w2), (h3, w3) = run(3), run(3), run(4)
+    assert h1 == h2 and all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert h1 != h3 and all(not torch.equal(w1[k], w3[k]) for k in w1)
 
 
-def test_loss_threshold_stops_early():
+def test_the_callers_random_state_is_left_alone():
     x, y = regression_problem()
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    train({"kind": "mlp", "widths": [1, 4, 1]}, x, y, task="regression", epochs=2, lr=1e-3, seed=0)
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_evaluation_switches_dropout_off_and_restores_the_mode():
     torch.manual_seed(0)
-    out = train(MLP([1, 32, 1], "tanh"), x, y, task="regression", epochs=5000, lr=1e-2, seed=0,
-                loss_threshold=0.05)
+    model = CNN([4], [64], dropout=0.5)
+    x, y = classification_problem(128)
+    model.train()
+    first, second = evaluate(model, x, y, "classification"), evaluate(model, x, y, "classification")
+    assert first == second and model.training
+    with torch.no_grad():
+        train_mode = torch.nn.functional.cross_entropy(model(x), y).item()
+    assert train_mode != pytest.approx(first["loss"], rel=1e-3)
+
+
+def linear_problem(n=40, d=3):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, d, generator=g)
+    y = x @ torch.tensor([[1.5], [-2.0], [0.5]]) + 0.3 + 0.1 * torch.randn(n, 1, generator=g)
+    return x, y
+
+
+LINEAR = {"kind": "mlp", "widths": [3, 1]}
+
+
+def initial_weights(seed):
+    """The documented initialization: build_model right after torch.manual_seed(seed)."""
+    torch.manual_seed(seed)
+    layer = build_model(LINEAR)[1]
+    return layer.weight.detach().double().T.clone(), layer.bias.detach().double().clone()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_one_full_batch_step_with_weight_decay_matches_the_hand_computed_update(optimizer):
+    x, y = linear_problem()
+    lr, wd, seed = 0.1, 0.5, 7
+    out = train(LINEAR, x, y, task="regression", epochs=1, lr=lr, seed=seed, optimizer=optimizer,
+                weight_decay=wd)
+    w, b = initial_weights(seed)
+    X, Y = x.double(), y.double()
+    residual = X @ w + b - Y
+    gw = 2 * X.T @ residual / len(X) + wd * w  # L2 through the gradient, biases included
+    gb = 2 * residual.mean(0) + wd * b
+    if optimizer == "sgd":
+        w1, b1 = w - lr * gw, b - lr * gb
+    else:  # Adam's first step: m̂ = g, v̂ = g², so the step is lr·g/(|g| + ε)
+        w1, b1 = w - lr * gw / (gw.abs() + 1e-8), b - lr * gb / (gb.abs() + 1e-8)
+    layer = out["model"][1]
+    assert torch.allclose(layer.weight.detach().double().T, w1, atol=1e-6)
+    assert torch.allclose(layer.bias.detach().double(), b1, atol=1e-6)
+
+
+def test_minibatch_sgd_with_momentum_matches_a_float64_reference():
+    x, y = linear_problem()
+    lr, wd, momentum, batch, epochs, seed = 0.05, 0.01, 0.9, 16, 3, 11
+    out = train(LINEAR, x, y, task="regression", epochs=epochs, lr=lr, seed=seed, optimizer="sgd",
+                weight_decay=wd, momentum=momentum, batch_size=batch)
+    w, b = initial_weights(seed)
+    X, Y = x.double(), y.double()
+    order = torch.Generator().manual_seed(shuffle_seed(seed))  # the documented batch order
+    buf_w = buf_b = None
+    for _ in range(epochs):
+        perm = torch.randperm(len(X), generator=order)
+        for start in range(0, len(X), batch):
+            idx = perm[start:start + batch]
+            residual = X[idx] @ w + b - Y[idx]
+            gw = 2 * X[idx].T @ residual / len(idx) + wd * w
+            gb = 2 * residual.mean(0) + wd * b
+            buf_w = gw if buf_w is None else momentum * buf_w + gw
+            buf_b = gb if buf_b is None else momentum * buf_b + gb
+            w, b = w - lr * buf_w, b - lr * buf_b
+    layer = out["model"][1]
+    assert torch.allclose(layer.weight.detach().double().T, w, atol=1e-5)
+    assert torch.allclose(layer.bias.detach().double(), b, atol=1e-5)
+    assert out["history"]["train_loss"][-1] == pytest.approx(((X @ w + b - Y) ** 2).mean().item(), rel=1e-4)
+
+
+def test_loss_threshold_stops_with_the_weights_it_measured():
+    x, y = regression_problem()
+    out = train({"kind": "mlp", "widths": [1, 32, 1], "activation": "tanh"}, x, y, task="regression",
+                epochs=5000, lr=1e-2, seed=0, loss_threshold=0.05)
+    h = out["history"]["train_loss"]
     assert out["threshold_epoch"] == out["epochs_run"] < 5000
-    assert out["history"]["train_loss"][-1] <= 0.05 < out["history"]["train_loss"][-2]
+    assert h[-1] <= 0.05 < h[-2]
+    assert evaluate(out["model"], x, y, "regression")["loss"] == pytest.approx(h[-1], rel=1e-6)
+
+
+class Recorder(Callback):
+    def __init__(self, stop_after=None, switch_after=None):
+        self.grad_norms, self.epochs = [], []
+        self.stop_after, self.switch_after = stop_after, switch_after
+
+    def on_step(self, state):
+        self.grad_norms.append(math.sqrt(sum(float((p.grad ** 2).sum()) for p in state.model.parameters())))
+
+    def on_epoch_end(self, state):
+        self.epochs.append(state.epoch)
+        if state.epoch == self.switch_after:  # from now on minimize something with zero gradient
+            state.objective = lambda model, x, y: sum(p.sum() for p in model.parameters()) * 0.0
+        if state.epoch == self.stop_after:
+            state.stop = True
+
+
+def test_callbacks_see_every_step_and_can_stop_or_switch_the_objective():
+    x, y = regression_problem(50)
+    rec = Recorder(stop_after=4)
+    out = train({"kind": "mlp", "widths": [1, 8, 1]}, x, y, task="regression", epochs=10, lr=1e-2,
+                seed=0, batch_size=16, callbacks=[rec])
+    assert out["epochs_run"] == 4 and rec.epochs == [1, 2, 3, 4]
+    assert len(rec.grad_norms) == 4 * 4 and all(g > 0 for g in rec.grad_norms)  # 4 batches per epoch
+
+    rec = Recorder(switch_after=3)
+    out = train({"kind": "mlp", "widths": [1, 8, 1]}, x, y, task="regression", epochs=6, lr=1e-2,
+                seed=0, optimizer="sgd", callbacks=[rec])
+    losses = out["history"]["train_loss"]
+    assert losses[0] > losses[1] > losses[2] and losses[2] == losses[3] == losses[5]
+    assert rec.grad_norms[3:] == [0.0, 0.0, 0.0]
 
 
 def test_nan_loss_stops_with_a_clear_message():
     x, y = regression_problem()
     x[3] = float("nan")
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1.*lower the learning rate"):
-        train(MLP([1, 4, 1]), x, y, task="regression", epochs=10, lr=1e-3, seed=0)
+        train({"kind": "mlp", "widths": [1, 4, 1]}, x, y, task="regression", epochs=10, lr=1e-3, seed=0)
     xc, yc = classification_problem(64)
     xc[0, 0, 0, 0] = float("inf")
-    with pytest.raises(TrainingDiverged, match="in epoch 1"):
-        train(CNN([4], [8]), xc, yc, task="classification", epochs=3, lr=1e-3, seed=0, batch_size=16)
+    with pytest.raises(TrainingDiverged, match="at epoch 1"):
+        train(SMALL_CNN, xc, yc, task="classification", epochs=3, lr=1e-3, seed=0, batch_size=16)
 
 
 def test_bad_training_settings_are_clear_errors():
     x, y = regression_problem()
+    mlp = {"kind": "mlp", "widths": [1, 4, 1]}
     with pytest.raises(Hw1Error, match="unknown optimizer 'rmsprop'; valid: adam, sgd"):
-        train(MLP([1, 4, 1]), x, y, task="regression", epochs=1, lr=1e-3, seed=0, optimizer="rmsprop")
+        train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=0, optimizer="rmsprop")
     with pytest.raises(Hw1Error, match="unknown task"):
-        train(MLP([1, 4, 1]), x, y, task="ranking", epochs=1, lr=1e-3, seed=0)
+        train(mlp, x, y, task="ranking", epochs=1, lr=1e-3, seed=0)
     with pytest.raises(Hw1Error, match="epochs must be at least 1"):
-        train(MLP([1, 4, 1]), x, y, task="regression", epochs=0, lr=1e-3, seed=0)
+        train(mlp, x, y, task="regression", epochs=0, lr=1e-3, seed=0)
+    with pytest.raises(Hw1Error, match="batch_size must be at least 1"):
+        train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=0, batch_size=0)
+    with pytest.raises(Hw1Error, match="momentum applies to optimizer 'sgd'"):
+        train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=0, momentum=0.9)
 
 
 def test_device_choice(monkeypatch):

@@ -1,6 +1,9 @@
-"""Analysis of finished runs. For now: the spread of a number over seeds and whether two models'
-spreads are separated. (Gradient norms, Hessians, sensitivity etc. arrive with sections 1.2 / 1.3.)"""
+"""Statistics over seeds: the spread of a number, whether two models are separated (every seed of
+one beats every seed of the other), time-to-threshold with censoring, and the sentences that say so."""
 from __future__ import annotations
+
+import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -25,6 +28,12 @@ def separated(a: dict, b: dict) -> bool | None:
     if a["n"] < 2 or b["n"] < 2:
         return None
     return a["max"] < b["min"] or b["max"] < a["min"]
+
+
+def compare_spreads(a: dict, b: dict, higher_is_better: bool = False) -> dict:
+    """{"better": "a" | "b" (by the mean), "separated": bool | None} — see `separated`."""
+    a_wins = (a["mean"] > b["mean"]) == higher_is_better
+    return {"better": "a" if a_wins else "b", "separated": separated(a, b)}
 
 
 def mean_curve(curves: list[list[float]]) -> dict:
@@ -79,3 +88,56 @@ def verdict(name_a: str, a: dict, name_b: str, b: dict, higher_is_better: bool =
         return f"no difference between {name_a} and {name_b} beyond the seed spread"
     a_wins = (a["mean"] > b["mean"]) == higher_is_better
     return f"{name_a if a_wins else name_b} better than {name_b if a_wins else name_a} on every seed"
+
+
+def false_separation_chance(n_a: int, n_b: int) -> Fraction:
+    """Chance that two equally good models (exchangeable seeds, no ties) still come out separated,
+    one way or the other: 2 of the C(n_a + n_b, n_a) equally likely orderings put every seed of one
+    model before every seed of the other. 1/10 for 3 seeds each, 1/3 for 2 each."""
+    return Fraction(2, math.comb(n_a + n_b, n_a))
+
+
+def censored_epochs(epochs, limit: int) -> list[int]:
+    """Epochs to a threshold with the runs that never reached it (None) censored just past `limit`,
+    so they rank after every run that did and tie with each other."""
+    return [limit + 1 if e is None else int(e) for e in epochs]
+
+
+def compare_time_to_threshold(a: list, b: list, limit: int) -> dict:
+    """Which of two models reaches a threshold sooner on every seed (None = never within `limit`).
+    {"faster": "a" | "b" | None, "separated": bool | None (None: a model has fewer than 2 seeds),
+    "reached": whether any seed of either model reached the threshold}."""
+    ca, cb = censored_epochs(a, limit), censored_epochs(b, limit)
+    reached = any(e is not None for e in list(a) + list(b))
+    if len(ca) < 2 or len(cb) < 2:
+        return {"faster": None, "separated": None, "reached": reached}
+    if max(ca) < min(cb):
+        return {"faster": "a", "separated": True, "reached": reached}
+    if max(cb) < min(ca):
+        return {"faster": "b", "separated": True, "reached": reached}
+    return {"faster": None, "separated": False, "reached": reached}
+
+
+def describe_epochs(epochs, limit: int) -> str:
+    """'2,061 [1,800–2,400], 3/3 reached' style: the epochs of the runs that reached the threshold."""
+    reached = [e for e in epochs if e is not None]
+    if not reached:
+        return f"not reached in {limit:,} epochs (0/{len(epochs)})"
+    text = describe_range(spread(reached), "{:,.0f}")
+    return f"{text}; {len(reached)}/{len(epochs)} reached"
+
+
+def describe_time_difference(name_a: str, a: list, name_b: str, b: list, limit: int) -> str:
+    """One sentence on which of two models reaches the threshold sooner, runs that never reach it
+    counted as censored at the epoch limit (slower than every run that reached it)."""
+    verdict = compare_time_to_threshold(a, b, limit)
+    if not verdict["reached"]:
+        return f"Neither {name_a} nor {name_b} reached the threshold within {limit:,} epochs."
+    ranges = f"{name_a}: {describe_epochs(a, limit)}; {name_b}: {describe_epochs(b, limit)}"
+    if verdict["separated"] is None:
+        return f"With a single seed there is no spread to compare {name_a} and {name_b} against ({ranges})."
+    if verdict["separated"]:
+        fast, slow = (name_a, name_b) if verdict["faster"] == "a" else (name_b, name_a)
+        return f"{fast} reached the threshold sooner than {slow} on every seed ({ranges})."
+    return (f"{name_a} and {name_b} overlap in epochs to the threshold across seeds, so neither is "
+            f"faster beyond seed noise ({ranges}).")

@@ -1,0 +1,124 @@
+"""The runner every experiment shares: expand its job grid, run or load each job, return tidy tables.
+
+An experiment is three small functions registered once with `@experiment(...)`:
+- `jobs(settings)` → the grid of job fields without the seed (e.g. every target × model); the core
+  adds `seed = first seed + i` for i < settings["seeds"];
+- the registered function itself, `train_job(settings, job, device)` → {"metrics": per-epoch lists,
+  "summary": per-run numbers, optional "arrays", optional "state_dict"}: trains one job;
+- `summarize(settings, runs, history)` → the experiment's summary from the tidy tables.
+The registry feeds the CLI, the report's section list and the end-to-end test.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .. import Hw1Error, results
+from ..profiles import settings as resolve_settings
+from ..train import device_description, resolve_device, show_progress
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    section: str
+    jobs: Callable[[dict], list[dict]]
+    train_job: Callable[[dict, dict, torch.device], dict]
+    summarize: Callable[[dict, pd.DataFrame, pd.DataFrame], dict]
+    module_file: str  # relative to the package: part of the code fingerprint of its runs
+
+
+@dataclass
+class ExperimentResult:
+    """`runs`: one row per run (job fields, the run's summary numbers, `cached`, `run_dir`);
+    `history`: one row per run × epoch (job fields and the per-epoch metrics);
+    `stored`: the stored runs, row i of `runs` ↔ stored[i] (metrics, arrays, config, run_dir)."""
+    settings: dict
+    runs: pd.DataFrame
+    history: pd.DataFrame
+    summary: dict
+    stored: list[dict]
+
+    def curves(self, metric: str, **where) -> list[list[float]]:
+        """Per-epoch `metric` of each run matching `where` (e.g. model="deep"), one list per seed."""
+        h = self.history
+        for field, value in where.items():
+            h = h[h[field] == value]
+        return [g[metric].tolist() for _, g in h.groupby("seed", sort=True)]
+
+    def arrays(self, name: str, **where) -> list:
+        """The stored array `name` of each run matching `where`, in seed order."""
+        mask = pd.Series(True, index=self.runs.index)
+        for field, value in where.items():
+            mask &= self.runs[field] == value
+        rows = self.runs[mask].sort_values("seed")
+        return [self.stored[i]["arrays"][name] for i in rows.index]
+
+
+REGISTRY: dict[str, Experiment] = {}
+
+
+def experiment(id: str, *, section: str, jobs: Callable, summarize: Callable):
+    """Register the decorated `train_job(settings, job, device)` as experiment `id`."""
+    def register(train_job):
+        path = Path(inspect.getsourcefile(train_job)).resolve()
+        REGISTRY[id] = Experiment(id, section, jobs, train_job, summarize,
+                                  path.relative_to(results.PACKAGE_DIR).as_posix())
+        return train_job
+    return register
+
+
+def grid(**fields) -> list[dict]:
+    """Every combination of the given fields: grid(a=[1, 2], b=["x"]) → [{a: 1, b: x}, {a: 2, b: x}]."""
+    return [dict(zip(fields, values)) for values in itertools.product(*fields.values())]
+
+
+def get(experiment_id: str) -> Experiment:
+    if experiment_id not in REGISTRY:
+        raise Hw1Error(f"unknown experiment {experiment_id!r}; valid: {', '.join(REGISTRY)}")
+    return REGISTRY[experiment_id]
+
+
+def run_experiment(experiment_id: str, profile: str = "quick", device: str = "auto", seed: int = 0,
+                   force: bool = False) -> ExperimentResult:
+    """Train (or load) every job of an experiment, write results/<profile>/<id>/summary.json."""
+    exp = get(experiment_id)
+    s = resolve_settings(experiment_id, profile)
+    dev = resolve_device(device)
+    code = results.code_fingerprint((exp.module_file,))
+    jobs = [{**job, "seed": seed + i} for job in exp.jobs(s) for i in range(s["seeds"])]
+    rows, epochs, stored = [], [], []
+    for job in tqdm(jobs, desc=experiment_id, disable=not show_progress()):
+        config = results.run_config(s, job, dev.type, code)
+
+        def compute():
+            start = time.perf_counter()
+            out = exp.train_job(s, job, dev)
+            out["summary"]["seconds"] = time.perf_counter() - start
+            return out
+
+        run = results.cached_run(profile, experiment_id, config, compute, force=force)
+        stored.append(run)
+        rows.append({**job, **run["summary"], "cached": run["cached"], "run_dir": str(run["run_dir"])})
+        history = pd.DataFrame(run["metrics"]["history"])
+        epochs.append(history.assign(**job))
+    runs = pd.DataFrame(rows)
+    history = pd.concat(epochs, ignore_index=True)
+    summary = {"experiment": experiment_id, "profile": profile, "device": device_description(dev),
+               "torch": torch.__version__, "base_seed": seed, "code": code,
+               "settings": s, **exp.summarize(s, runs, history)}
+    results.write_summary(profile, experiment_id, summary)
+    return ExperimentResult(s, runs, history, summary, stored)
+
+
+def sections() -> list[str]:
+    """The report's sections, in order: those with at least one registered experiment."""
+    return sorted({e.section for e in REGISTRY.values()}, key=lambda s: tuple(map(int, s.split("."))))

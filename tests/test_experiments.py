@@ -1,0 +1,89 @@
+"""The shared runner on the smoke profile: distinct runs per seed, summaries that equal a groupby over
+the runs, cache hits on rerun, and train numbers that are really measured on the training set."""
+import json
+
+import pytest
+
+from hw1lib import results
+from hw1lib.data import load_mnist
+from hw1lib.models import build_model
+from hw1lib.experiments import REGISTRY, run_experiment, sections
+from hw1lib.profiles import settings
+from hw1lib.train import evaluate
+
+
+@pytest.fixture(scope="module")
+def mnist_runs(tmp_path_factory, mnist_dir):
+    folder = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HW1_RESULTS_DIR", str(folder))
+        first = run_experiment("1.1-mnist", "smoke", "cpu", seed=5)
+        again = run_experiment("1.1-mnist", "smoke", "cpu", seed=5)
+    return first, again, folder
+
+
+def test_every_model_gets_one_distinct_run_per_seed(mnist_runs):
+    first, _, _ = mnist_runs
+    s = settings("1.1-mnist", "smoke")
+    runs = first.runs
+    assert len(runs) == len(s["models"]) * s["seeds"]
+    assert sorted(runs["seed"].unique()) == list(range(5, 5 + s["seeds"]))
+    assert runs["run_dir"].nunique() == len(runs)
+    for _, g in runs.groupby("model"):
+        assert g["test_loss"].nunique() == len(g)  # seeds are not collapsed into one run
+
+
+def test_the_summary_equals_a_groupby_over_the_runs(mnist_runs):
+    first, _, folder = mnist_runs
+    on_disk = json.loads((folder / "smoke" / "1.1-mnist" / "summary.json").read_text())
+    for metric in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+        grouped = first.runs.groupby("model")[metric].agg(["mean", "min", "max", "count"])
+        for model, row in grouped.iterrows():
+            entry = on_disk["table"][model][metric]
+            assert entry["mean"] == pytest.approx(row["mean"]) and entry["n"] == row["count"]
+            assert (entry["min"], entry["max"]) == (row["min"], row["max"])
+    best = first.runs.groupby("model")["test_accuracy"].mean().idxmax()
+    assert on_disk["best_test_accuracy"] == best
+
+
+def test_a_rerun_loads_every_stored_run(mnist_runs):
+    first, again, _ = mnist_runs
+    assert not first.runs["cached"].any() and again.runs["cached"].all()
+    assert again.runs["test_loss"].tolist() == first.runs["test_loss"].tolist()
+
+
+def test_train_and_test_numbers_are_measured_on_their_own_sets(mnist_runs):
+    first, _, _ = mnist_runs
+    s = first.settings
+    data = load_mnist("cpu")
+    run, stored = first.runs.iloc[0], first.stored[0]
+    model_spec = s["models"][run["model"]]
+    net = build_model(model_spec)
+    net.load_state_dict(results.load_state_dict(stored))
+    on_train = evaluate(net, data.train_x[:s["train_size"]], data.train_y[:s["train_size"]], "classification")
+    on_test = evaluate(net, data.test_x, data.test_y, "classification")
+    assert run["train_accuracy"] == on_train["accuracy"] and run["test_accuracy"] == on_test["accuracy"]
+    assert run["train_loss"] == pytest.approx(on_train["loss"], rel=1e-6)
+    assert run["test_loss"] == pytest.approx(on_test["loss"], rel=1e-6)
+    assert run["train_loss"] != pytest.approx(run["test_loss"], rel=1e-4)
+    history = first.history
+    last = history[(history["model"] == run["model"]) & (history["seed"] == run["seed"])].iloc[-1]
+    assert last["test_accuracy"] == run["test_accuracy"] and last["epoch"] == s["epochs"]
+
+
+def test_function_fit_runs_differ_by_seed_and_store_predictions(results_dir):
+    fit = run_experiment("1.1-function", "smoke", "cpu", seed=0)
+    s = fit.settings
+    assert len(fit.runs) == len(s["functions"]) * len(s["models"]) * s["seeds"]
+    for (function, model), g in fit.runs.groupby(["function", "model"]):
+        assert g["final_loss"].nunique() == len(g)
+        predictions = fit.arrays("prediction", function=function, model=model)
+        assert len(predictions) == s["seeds"] and predictions[0].shape == (s["n_points"],)
+        assert not (predictions[0] == predictions[1]).all()
+        curves = fit.curves("train_loss", function=function, model=model)
+        assert [c[-1] for c in curves] == g.sort_values("seed")["final_loss"].tolist()
+
+
+def test_the_registry_feeds_sections():
+    assert {"1.1-function", "1.1-mnist"} <= set(REGISTRY)
+    assert sections()[0] == "1.1"
