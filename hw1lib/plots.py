@@ -2,27 +2,38 @@
 a band (min to max over seeds) around the mean."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from .data import TARGET_FORMULAS
 from .stats import mean_curve
 
 GROUND_TRUTH_COLOR = "0.35"
 
 
+# A figure is at most this wide (inches), so that the PDF page (about 6.7 in of text) shows it at
+# nearly full size and its 9–12 pt text stays legible; a wider figure would be shrunk along with it.
+PAGE_WIDTH = 7.5
+
+
 def use_house_style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "axes.titleweight": "bold",
-                         "axes.titlesize": 11, "legend.fontsize": 9, "legend.frameon": False})
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 10,
+                         "axes.titlesize": 11, "axes.titleweight": "bold", "axes.labelsize": 10,
+                         "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
+                         "legend.frameon": False, "figure.titlesize": 12})
+
+
+# The targets' formulas as figure titles, fractions in display size (a plain \frac would shrink to
+# half the title's height).
+TARGET_TITLES = {"sinc": r"$y = \dfrac{\sin(5\pi x)}{5\pi x}$", "sign": r"$y = \mathrm{sgn}(\sin(5\pi x))$"}
 
 
 def target_title(function: str) -> str:
-    """The target's formula as a title, its fraction in display size (a plain \\frac would shrink to
-    half the title's height)."""
-    return "$y = " + TARGET_FORMULAS[function].replace(r"\frac", r"\dfrac") + "$"
+    return TARGET_TITLES[function]
 
 
 def integer_epochs(ax) -> None:
@@ -64,8 +75,10 @@ def plot_mean_spread(ax, curves: dict[str, list[list[float]]], colors: dict, *, 
         ax.set_yscale("log")
 
 
-def figure(ncols: int = 1, width: float = 5.2, height: float = 3.6, **kw):
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), layout="constrained", **kw)
+def figure(ncols: int = 1, height: float = 3.2, width: float | None = None, **kw):
+    """A row of `ncols` panels, PAGE_WIDTH wide in all (one panel: 5 in) unless `width` says."""
+    width = width or (5.0 if ncols == 1 else PAGE_WIDTH)
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height), layout="constrained", **kw)
     return fig, np.atleast_1d(axes)
 
 
@@ -76,6 +89,8 @@ def show(fig) -> None:
     from IPython.display import Image, display
 
     title = fig.get_suptitle()
+    if title:  # a long title wraps instead of running off the figure
+        fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
