@@ -38,7 +38,7 @@ def target_title(function: str) -> str:
 
 def integer_epochs(ax) -> None:
     """Epochs are counted: whole numbers on the x axis."""
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
 
 
 def legend_below(fig, ax, ncol: int | None = None) -> None:
