@@ -19,9 +19,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
         p.add_argument("--force", action="store_true", help="retrain even if a stored run exists")
 
+    from .experiments import REGISTRY
+
     run = commands.add_parser("run", help="run one experiment and write its summary.json")
-    run.add_argument("experiment")
-    run.add_argument("--profile", default="quick", help="smoke | quick | full (default: quick)")
+    run.add_argument("experiment", help=f"one of: {', '.join(REGISTRY)}")
+    run.add_argument("--profile", default=None,
+                     help="smoke | quick | full (default: full with a GPU, quick without)")
     common(run)
 
     report = commands.add_parser("report", help="execute the notebooks, render HTML and PDF")
@@ -34,23 +37,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
-            from .data import MNIST_SHA256, data_dir, fetch_mnist, verify_file
+            from .data import MNIST_SHA256, check_data_folder, data_dir, fetch_mnist, verify_file
 
             if args.action == "fetch":
                 fetch_mnist()
             else:
+                check_data_folder(data_dir())
                 for name in MNIST_SHA256:
                     verify_file(data_dir() / name)
                 print(f"MNIST: all four files verified in {data_dir()}")
         elif args.command == "run":
             from .experiments import get, run_experiment
             from .profiles import check_profile
+            from .report import default_profile
             from .results import experiment_dir
 
             get(args.experiment)  # unknown experiment: one line, before anything runs
-            check_profile(args.profile)
-            run_experiment(args.experiment, args.profile, args.device, args.seed, args.force)
-            print(f"wrote {experiment_dir(args.profile, args.experiment) / 'summary.json'}")
+            profile = check_profile(args.profile or default_profile(args.device))
+            run_experiment(args.experiment, profile, args.device, args.seed, args.force)
+            print(f"wrote {experiment_dir(profile, args.experiment) / 'summary.json'}")
         else:
             from .report import build_report
 
@@ -59,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     except Hw1Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        from . import results_root
+
+        print(f"interrupted: every run completed so far is kept in {results_root()}; the same "
+              f"command continues from there", file=sys.stderr)
+        return 130
     return 0
 
 

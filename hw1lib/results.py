@@ -5,23 +5,27 @@ results/<profile>/<experiment>/runs/<key>/  config.json  metrics.json  summary.j
 results/<profile>/<experiment>/summary.json    the numbers the notebook's tables and prose quote
 
 A run folder is built under a temporary name and renamed once complete, so a run killed halfway
-leaves no folder that looks finished; the next call recomputes it.
+leaves no folder that looks finished; the next call recomputes it. One lock per run key keeps two
+processes from computing or swapping the same run at once.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import platform
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
 import numpy
 import torch
 
-from . import results_root
+from . import Hw1Error, results_root
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -78,6 +82,17 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create 0600/0700; results get the modes any other file of this user would get, so a
+# shared results folder stays readable to the group.
+FILE_MODE, DIR_MODE = 0o666 & ~_umask(), 0o777 & ~_umask()
+
+
 def write_json_atomic(path: Path, data) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,10 +100,94 @@ def write_json_atomic(path: Path, data) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True, default=_json_default, allow_nan=False)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def ensure_writable(folder: Path) -> Path:
+    """Create `folder` if needed and check that files can be written in it: one Hw1Error line if not."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise Hw1Error(f"cannot write results to {folder} ({exc.strerror or exc}); make it writable "
+                       f"or set HW1_RESULTS_DIR to a folder you can write") from None
+    return folder
+
+
+def is_stored(profile: str, experiment: str, config: dict) -> bool:
+    """Whether a run folder for `config` exists (complete or not: cached_run checks it fully)."""
+    return (experiment_dir(profile, experiment) / "runs" / config_hash(config) / "summary.json").exists()
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _read_run(folder: Path) -> dict:
+    """The stored run in `folder`; _Unreadable unless every file it wrote is there and readable."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        run = {"config": config["config"],
+               "metrics": json.loads((folder / "metrics.json").read_text()),
+               "summary": json.loads((folder / "summary.json").read_text()),
+               "arrays": {}, "run_dir": folder}
+        files = config["files"]
+        if "arrays.npz" in files:
+            with numpy.load(folder / "arrays.npz") as stored:
+                run["arrays"] = {name: stored[name] for name in stored.files}
+        if "model.pt" in files:
+            torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # a missing, truncated or garbled file, whichever it is
+        raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+    return run
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, what: str):
+    """Hold an exclusive lock on `lock_path` (one per run key): a second process computing the same
+    run waits here, then finds the first one's result."""
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"results: waiting for another process that is computing {what}", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_run(runs: Path, key: str, config: dict, result: dict) -> Path:
+    """Write a run into a new temporary folder in `runs` and return it (not yet in place)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=runs))
+    try:
+        files = ["config.json", "metrics.json", "summary.json"]
+        if "arrays" in result:
+            numpy.savez(tmp / "arrays.npz", **result["arrays"])
+            files.append("arrays.npz")
+        if "state_dict" in result:
+            torch.save({k: v.cpu() for k, v in result["state_dict"].items()}, tmp / "model.pt")
+            files.append("model.pt")
+        with open(tmp / "metrics.json", "w") as f:
+            json.dump(result["metrics"], f, default=_json_default)
+        with open(tmp / "config.json", "w") as f:
+            json.dump({"config": config, "environment": environment(), "files": files}, f, indent=1)
+        with open(tmp / "summary.json", "w") as f:
+            json.dump(result["summary"], f, indent=1, default=_json_default)
+        for name in files:
+            os.chmod(tmp / name, FILE_MODE)
+        os.chmod(tmp, DIR_MODE)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
 
 
 def cached_run(profile: str, experiment: str, config: dict, compute: Callable[[], dict],
@@ -98,49 +197,46 @@ def cached_run(profile: str, experiment: str, config: dict, compute: Callable[[]
     compute() returns {"metrics": per-epoch lists, "summary": numbers, optional "arrays": name →
     numpy array (saved as arrays.npz), optional "state_dict"}. The returned dict holds config,
     metrics, summary, arrays, run_dir and `cached` (True on a hit).
+
+    A complete stored run exists at every moment: a new result is written to a temporary folder and
+    only then swapped in, under a lock per key, so `force`, a kill or a second process never leave
+    less than before. A stored run with a missing or unreadable file is moved aside and recomputed.
     """
     runs = experiment_dir(profile, experiment) / "runs"
-    final = runs / config_hash(config)
-    cached = not force and (final / "summary.json").exists()
-    if not cached:
-        result = compute()
-        runs.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=runs))
-        try:
-            with open(tmp / "config.json", "w") as f:
-                json.dump({"config": config, "environment": environment()}, f, indent=1)
-            with open(tmp / "metrics.json", "w") as f:
-                json.dump(result["metrics"], f, default=_json_default)
-            if "arrays" in result:
-                numpy.savez(tmp / "arrays.npz", **result["arrays"])
-            if "state_dict" in result:
-                torch.save({k: v.cpu() for k, v in result["state_dict"].items()}, tmp / "model.pt")
-            # summary.json last: its presence marks the folder complete even if a rename were copied
-            with open(tmp / "summary.json", "w") as f:
-                json.dump(result["summary"], f, indent=1, default=_json_default)
-            if final.exists():  # an incomplete leftover of an interrupted run, or a forced rerun
-                shutil.rmtree(final)
+    key = config_hash(config)
+    final = runs / key
+    if not force and (final / "summary.json").exists():
+        try:  # the common case, without a lock, so that a read-only results folder can be read
+            return {**_read_run(final), "cached": True}
+        except _Unreadable:
+            pass  # perhaps mid-swap by another process; decided below, under the lock
+    ensure_writable(runs)
+    with _locked(runs / f".{key}.lock", f"{experiment} run {key}"):
+        for leftover in runs.glob(f".{key}.tmp-*"):  # of a killed write: we hold the key's lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        if final.exists():
+            try:
+                stored = _read_run(final)
+                if not force:  # finished by another process while we waited
+                    return {**stored, "cached": True}
+            except _Unreadable as exc:
+                aside = runs / f".broken-{key}-{time.strftime('%Y%m%d-%H%M%S')}"
+                os.replace(final, aside)
+                print(f"results: stored run {final} is incomplete or unreadable ({exc}); moved it "
+                      f"to {aside.name} and recomputing", flush=True)
+        tmp = _write_run(runs, key, config, compute())
+        if final.exists():  # --force: swap the complete old run for the complete new one
+            old = runs / f".{key}.old-{os.getpid()}"
+            os.replace(final, old)
             os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-    arrays_file = final / "arrays.npz"
-    arrays = {}
-    if arrays_file.exists():
-        with numpy.load(arrays_file) as stored:
-            arrays = {name: stored[name] for name in stored.files}
-    return {
-        "config": config,
-        "metrics": json.loads((final / "metrics.json").read_text()),
-        "summary": json.loads((final / "summary.json").read_text()),
-        "arrays": arrays,
-        "run_dir": final,
-        "cached": cached,
-    }
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    return {**_read_run(final), "cached": False}
 
 
 def load_state_dict(run: dict, device: str | torch.device = "cpu") -> dict:
-    return torch.load(Path(run["run_dir"]) / "model.pt", map_location=device)
+    return torch.load(Path(run["run_dir"]) / "model.pt", map_location=device, weights_only=True)
 
 
 def write_summary(profile: str, experiment: str, summary: dict) -> Path:

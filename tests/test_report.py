@@ -28,14 +28,31 @@ def test_dollars_in_code_stay_code():
     assert out.count("<math") == 1 and "<msup>" in out
 
 
-def test_without_a_browser_the_pdf_is_skipped_in_one_line(tmp_path, monkeypatch, capsys):
+def test_without_a_browser_the_pdf_is_skipped_in_one_line_and_a_stale_one_removed(tmp_path, monkeypatch, capsys):
     page = tmp_path / "r.html"
-    page.write_text("<html><body>hi</body></html>")
+    page.with_suffix(".pdf").write_bytes(b"%PDF of an older run")
     monkeypatch.setattr(report, "find_browser", lambda: None)
-    assert report.write_pdf(page) is None
+    assert report.write_report_files("<html><body>hi</body></html>", page) is None
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "PDF skipped" in out and "apt-get install chromium" in out
-    assert list(tmp_path.iterdir()) == [page]
+    assert "PDF skipped" in out and "apt-get install chromium" in out and out.count("PDF skipped") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"] and "hi" in page.read_text()
+
+
+def test_a_failed_pdf_leaves_the_previous_html_and_pdf_together(tmp_path, monkeypatch):
+    page, pdf = tmp_path / "r.html", tmp_path / "r.pdf"
+    page.write_text("old page")
+    pdf.write_bytes(b"old pdf")
+
+    def broken_print(html_path, pdf_path, browser):
+        pdf_path.write_bytes(b"half a pdf")
+        raise Hw1Error("chromium could not print")
+
+    monkeypatch.setattr(report, "find_browser", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(report, "print_pdf", broken_print)
+    with pytest.raises(Hw1Error, match="could not print"):
+        report.write_report_files("new page", page)
+    assert page.read_text() == "old page" and pdf.read_bytes() == b"old pdf"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.pdf"]  # no temporaries left
 
 
 def test_a_failing_notebook_names_itself_and_the_cell_and_keeps_the_copy(tmp_path):

