@@ -206,8 +206,6 @@ TARGET_FUNCTIONS = {
     "sinc": lambda x: torch.sinc(5 * x),
     "sign": lambda x: torch.sign(torch.sin(5 * torch.pi * x)),
 }
-# LaTeX for prose, on one line (an inline \frac would shrink to half the text's height)
-TARGET_FORMULAS = {"sinc": r"\sin(5\pi x)/(5\pi x)", "sign": r"\operatorname{sgn}(\sin(5\pi x))"}
 
 
 def target_function(name: str, n_points: int, device: str | torch.device = "cpu"):

@@ -7,7 +7,6 @@ from torch import nn
 from . import Hw1Error
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
-ACTIVATION_NAMES = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "tanh"}  # as prose writes them
 
 
 def _activation(name: str) -> type[nn.Module]:

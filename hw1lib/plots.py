@@ -9,6 +9,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
+from .labels import TARGET_TITLES
 from .stats import mean_curve
 
 GROUND_TRUTH_COLOR = "0.35"
@@ -25,11 +26,6 @@ def use_house_style() -> None:
                          "axes.titlesize": 11, "axes.titleweight": "bold", "axes.labelsize": 10,
                          "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
                          "legend.frameon": False, "figure.titlesize": 12})
-
-
-# The targets' formulas as figure titles, fractions in display size (a plain \frac would shrink to
-# half the title's height).
-TARGET_TITLES = {"sinc": r"$y = \dfrac{\sin(5\pi x)}{5\pi x}$", "sign": r"$y = \mathrm{sgn}(\sin(5\pi x))$"}
 
 
 def target_title(function: str) -> str:

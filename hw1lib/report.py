@@ -83,9 +83,12 @@ def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
 
 # $$display$$ or $inline$; as in pandoc, an inline formula neither starts nor ends with a space and
 # is not followed by a digit, so "$5 or $10" stays text.
-MATH = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\d)", re.S)
-# Markdown code: fenced blocks, then inline spans of one or more backticks. Formulas never live there.
-CODE = re.compile(r"^(`{3,}|~{3,}).*?^\1[ \t]*$|(`+)(?!`).+?(?<!`)\2(?!`)", re.S | re.M)
+# An escaped \$ is a dollar sign, never a delimiter.
+MATH = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(?!\s)([^$\n]+?)(?<![\s\\])\$(?!\d)", re.S)
+# Markdown code: fenced blocks, then inline spans of one or more backticks (which, as in CommonMark,
+# end at a blank line). Formulas never live there.
+CODE = re.compile(r"^(`{3,}|~{3,}).*?^\1[ \t]*$|(`+)(?!`)(?:(?!\n[ \t]*\n).)+?(?<!`)\2(?!`)",
+                  re.S | re.M)
 
 
 def latex_to_mathml(text: str) -> str:

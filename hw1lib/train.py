@@ -166,11 +166,15 @@ def train(model: dict | Callable[[], nn.Module], train_x: torch.Tensor, train_y:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     if epochs < 1:
         raise Hw1Error(f"epochs must be at least 1, got {epochs}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise Hw1Error(f"seed must be a whole number ≥ 0, got {seed!r}")
     if batch_size is not None and batch_size < 1:
         raise Hw1Error(f"batch_size must be at least 1 (or None for full batch), got {batch_size}")
     device = train_x.device
-    # fork_rng restores the caller's global random state afterwards; inside, the run's seed rules.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    # fork_rng restores the caller's global random state afterwards (every GPU's too, since
+    # manual_seed reseeds them all); inside, the run's seed rules.
+    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         net = _build(model).to(device)
         return _train_loop(net, train_x, train_y, task=task, epochs=epochs, lr=lr, seed=seed,
@@ -194,6 +198,10 @@ def _train_loop(model, train_x, train_y, *, task, epochs, lr, seed, optimizer, b
     # measurement; full batch then measures the epoch's end and builds the next step's graph at once.
     reuse_measurement = full_batch and not _mode_dependent(model)
     measured = None  # the task loss at the current weights, with its graph (reuse_measurement only)
+    measured_versions = None  # the parameters' in-place versions when `measured` was computed
+
+    def versions():
+        return [p._version for p in model.parameters()]
 
     def step(x, y, loss=None):
         if loss is None:
@@ -214,7 +222,9 @@ def _train_loop(model, train_x, train_y, *, task, epochs, lr, seed, optimizer, b
     for epoch in bar:
         state.epoch = epoch
         if full_batch:
-            reusable = measured if state.objective is None else None
+            # reusable unless the objective changed or a callback edited the weights since
+            reusable = (measured if state.objective is None and measured_versions == versions()
+                        else None)
             step(train_x, train_y, reusable)
         else:
             order = torch.randperm(n, device=train_x.device, generator=order_generator)
@@ -224,8 +234,10 @@ def _train_loop(model, train_x, train_y, *, task, epochs, lr, seed, optimizer, b
 
         if reuse_measurement:
             output = model(train_x)
-            measured = task_loss(task, output, train_y)
-            train_metrics = {"loss": measured.item()}
+            measured, measured_versions = task_loss(task, output, train_y), versions()
+            with torch.no_grad():  # recorded in float64, as evaluate() does
+                exact = task_loss(task, output.double(), train_y if classification else train_y.double())
+            train_metrics = {"loss": exact.item()}
             if classification:
                 train_metrics["accuracy"] = (output.argmax(1) == train_y).double().mean().item()
         else:

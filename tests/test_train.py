@@ -59,6 +59,44 @@ def test_full_batch_without_dropout_records_the_loss_after_the_update():
     assert out["history"]["train_loss"][-1] == pytest.approx(mse, rel=1e-6)
 
 
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_reusing_the_measurement_pass_changes_no_number(task):
+    """Full batch without dropout reuses the measuring forward pass as the next step's loss; the same
+    net with a no-op Dropout(0.0) takes the plain path. Both must train identically."""
+    if task == "regression":
+        x, y = regression_problem()
+        widths = [1, 16, 16, 1]
+    else:
+        x, y = classification_problem(128)
+        x = x.flatten(1)[:, ::8]
+        widths = [98, 16, 2]
+    plain = lambda: MLP(widths)  # noqa: E731
+    with_noop = lambda: torch.nn.Sequential(*MLP(widths), torch.nn.Dropout(0.0))  # noqa: E731
+    a = train(plain, x, y, task=task, epochs=30, lr=1e-2, seed=1, weight_decay=1e-3)
+    b = train(with_noop, x, y, task=task, epochs=30, lr=1e-2, seed=1, weight_decay=1e-3)
+    for key in a["history"]:
+        assert a["history"][key] == pytest.approx(b["history"][key], rel=1e-6, abs=1e-7), key
+    for p, q in zip(a["model"].parameters(), b["model"].parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+class HalveBiases(Callback):
+    def on_epoch_end(self, state):
+        with torch.no_grad():
+            for name, p in state.model.named_parameters():
+                if name.endswith("bias"):
+                    p.mul_(0.5)
+
+
+def test_a_callback_that_edits_weights_is_not_undone_by_a_stale_loss():
+    x, y = regression_problem()
+    plain = lambda: MLP([1, 8, 8, 1])  # noqa: E731
+    with_noop = lambda: torch.nn.Sequential(*MLP([1, 8, 8, 1]), torch.nn.Dropout(0.0))  # noqa: E731
+    a = train(plain, x, y, task="regression", epochs=20, lr=1e-2, seed=0, callbacks=[HalveBiases()])
+    b = train(with_noop, x, y, task="regression", epochs=20, lr=1e-2, seed=0, callbacks=[HalveBiases()])
+    assert a["history"]["train_loss"] == pytest.approx(b["history"]["train_loss"], rel=1e-6)
+
+
 def test_the_seed_alone_fixes_init_dropout_and_batch_order():
     x, y = classification_problem()
 
@@ -220,6 +258,8 @@ def test_bad_training_settings_are_clear_errors():
         train(mlp, x, y, task="regression", epochs=0, lr=1e-3, seed=0)
     with pytest.raises(Hw1Error, match="batch_size must be at least 1"):
         train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=0, batch_size=0)
+    with pytest.raises(Hw1Error, match="seed must be a whole number ≥ 0, got -1"):
+        train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=-1)
     with pytest.raises(Hw1Error, match="momentum applies to optimizer 'sgd'"):
         train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=0, momentum=0.9)
 

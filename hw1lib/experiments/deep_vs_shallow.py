@@ -76,10 +76,9 @@ def _summarize_mnist(s: dict, runs, history) -> dict:
                         "seeds": len(g), **{k: spread(g[k]) for k in METRICS},
                         "seed_report": s["seed_report"][model]}
     best = max(table, key=lambda m: table[m]["test_accuracy"]["mean"])
-    comparisons = [{"a": best, "b": other,
-                    **compare_spreads(table[best]["test_accuracy"], table[other]["test_accuracy"],
-                                      higher_is_better=True)}
-                   for other in table if other != best]
+    comparisons = [{"a": a, "b": b, **compare_spreads(table[a]["test_accuracy"], table[b]["test_accuracy"],
+                                                      higher_is_better=True)}
+                   for a, b in PAIRS]
     return {"table": table, "best_test_accuracy": best, "comparisons": comparisons,
             "train_size": int(runs["train_size"].iloc[0]), "test_size": int(runs["test_size"].iloc[0]),
             "false_separation_chance": str(false_separation_chance(s["seeds"], s["seeds"]))}
