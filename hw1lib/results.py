@@ -181,9 +181,7 @@ def _write_run(runs: Path, key: str, config: dict, result: dict) -> Path:
             json.dump({"config": config, "environment": environment(), "files": files}, f, indent=1)
         with open(tmp / "summary.json", "w") as f:
             json.dump(result["summary"], f, indent=1, default=_json_default)
-        for name in files:
-            os.chmod(tmp / name, FILE_MODE)
-        os.chmod(tmp, DIR_MODE)
+        os.chmod(tmp, DIR_MODE)  # its files were created with open(), already under the umask
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

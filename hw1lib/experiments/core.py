@@ -119,14 +119,13 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
     jobs = [{**job, "seed": seed + i} for job in exp.jobs(s) for i in range(s["seeds"])]
     configs = [results.run_config(s, job, dev.type, code) for job in jobs]
     folder = results.experiment_dir(profile, experiment_id)
-    writable = True
-    if force or not all(results.is_stored(profile, experiment_id, c) for c in configs):
-        results.ensure_writable(folder)  # before any training, not after the first model
-    else:
-        try:
-            results.ensure_writable(folder)
-        except Hw1Error:
-            writable = False  # a complete read-only cache is still read
+    try:
+        results.ensure_writable(folder)
+        writable = True
+    except Hw1Error:
+        if force or not all(results.is_stored(profile, experiment_id, c) for c in configs):
+            raise  # one line before any training, not after the first model
+        writable = False  # a complete read-only cache is still read
     rows, epochs, stored = [], [], []
     for job, config in tqdm(list(zip(jobs, configs)), desc=experiment_id, disable=not show_progress()):
 
