@@ -30,6 +30,7 @@ def test_dollars_in_code_stay_code():
     out = report.latex_to_mathml("Press the ` key.\n\nThen $x^2$.\n\nRun `ls`.")
     assert out.count("<math") == 1 and "Run `ls`." in out
     assert report.latex_to_mathml(r"costs \$5 and \$6\$ in all") == r"costs \$5 and \$6\$ in all"
+    assert report.latex_to_mathml(r"a \$x$ b") == r"a \$x$ b"
 
 
 def test_without_a_browser_the_pdf_is_skipped_in_one_line_and_a_stale_one_removed(tmp_path, monkeypatch, capsys):
