@@ -1,0 +1,413 @@
+"""Many runs of one architecture trained as one batched model.
+
+The members' parameters are stacked along a new first dimension (`torch.func.stack_module_state`)
+and one forward pass evaluates all of them (`vmap` over `functional_call`). Summing the members'
+losses gives each member exactly its own gradient, and Adam, SGD (with momentum) and torch's L2
+weight decay act elementwise, so one optimizer over the stacked tensors updates every member as its
+own optimizer would. Nothing here couples members: no global gradient clipping, no line search.
+
+Each member is what `train.train()` makes of its seed, to float rounding:
+- its initial weights are built from its seed exactly as `train()` builds them;
+- its batch order comes from its own generator (`shuffle_seed(seed)`), its dropout masks from its
+  own copy of the random stream that `train()`'s dropout would draw from (bit-identical on the CPU;
+  on a GPU torch's fused dropout kernel draws differently, so there members are only reproducible);
+- its history ends where its own training loss first reached the threshold: from then on it is
+  taken out of the batch, weights and optimizer state with it, and keeps the weights it measured.
+What differs is the arithmetic of batched matrix products, so numbers agree with single runs to
+float32 rounding, which long chaotic runs can amplify (the tests state the tolerance).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from . import Hw1Error
+from .models import build_model
+from .train import (TASKS, TrainingDiverged, make_optimizer, show_progress, shuffle_seed)
+
+# forward(params, x) → outputs of every member, shaped (members, batch, ...)
+Forward = Callable[[dict, torch.Tensor], torch.Tensor]
+# An ensemble objective maps (forward, params, x, y) to one loss per member, shaped (members,).
+EnsembleObjective = Callable[[Forward, dict, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class _PresetDropout(nn.Module):
+    """Dropout whose scaled keep-mask (0 or 1/(1-p)) is handed in as the buffer `noise`; without one
+    (evaluation) it passes its input through."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.register_buffer("noise", None, persistent=False)
+
+    def forward(self, x):
+        return x if self.noise is None else x * self.noise
+
+
+def _check_members(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            raise Hw1Error("ensembles do not support batch norm (its running statistics would need "
+                           "per-member handling); train such a model with train.train()")
+
+
+class Ensemble:
+    """The members of one architecture (`spec`, a `build_model` spec) with seeds `seeds`, stacked.
+
+    `params` maps each parameter name of the single model to a tensor shaped (members, *shape).
+    """
+
+    def __init__(self, spec: dict, seeds: Sequence[int], device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        seeds = list(seeds)
+        if not seeds:
+            raise Hw1Error("an ensemble needs at least one seed")
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+                raise Hw1Error(f"seeds must be whole numbers ≥ 0, got {s!r}")
+        self.spec, self.seeds, self.device = dict(spec), seeds, torch.device(device)
+        members, self.random_states = [], []
+        gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=gpus):
+            for s in seeds:
+                torch.manual_seed(s)  # as train() does, so that member s starts where run s starts
+                members.append(build_model(spec).to(self.device, dtype))
+                # what train()'s dropout would draw from next: the global stream after the build
+                self.random_states.append(torch.get_rng_state() if self.device.type == "cpu"
+                                          else torch.cuda.get_rng_state(self.device))
+        _check_members(members[0])
+        params, _ = stack_module_state(members)
+        self.params = {k: v.detach().clone() for k, v in params.items()}
+        self.base = copy.deepcopy(members[0]).to("meta")
+        self.dropouts = []  # (module name, p) of each dropout, in the order forward calls them
+        for name, m in list(self.base.named_modules()):
+            if isinstance(m, nn.Dropout):
+                parent, _, child = name.rpartition(".")
+                self.base.get_submodule(parent).register_module(child, _PresetDropout(m.p))
+                self.dropouts.append((name, m.p))
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def forward_fn(self, shared_input: bool) -> Callable:
+        """f(params, x, noise) → outputs (members, batch, ...); x is (batch, ...) when shared_input,
+        else (members, batch, ...); noise maps dropout names to masks (members, batch, ...)."""
+        def one(p, noise, x):
+            return functional_call(self.base, (p, noise), (x,))
+        batched = vmap(one, in_dims=(0, 0, None if shared_input else 0))
+        return lambda params, x, noise=None: batched(params, noise or {}, x)
+
+    def state_dict(self, i: int, params: dict | None = None) -> dict:
+        """Member i's weights as a state dict that loads into build_model(spec)."""
+        params = self.params if params is None else params
+        return {k: v[i].detach().clone().cpu() for k, v in params.items()}
+
+    def model(self, i: int) -> nn.Module:
+        """Member i as an ordinary module (eval mode) on the ensemble's device."""
+        net = build_model(self.spec)
+        net.load_state_dict(self.state_dict(i))
+        return net.to(self.device).eval()
+
+
+def stack_state_dicts(state_dicts: Sequence[dict], device=None) -> dict:
+    """Stack several state dicts of one architecture into ensemble parameters."""
+    return {k: torch.stack([sd[k] for sd in state_dicts]).to(device) for k in state_dicts[0]}
+
+
+def member_losses(task: str, output: torch.Tensor, target: torch.Tensor, shared_target: bool,
+                  reduction: str = "mean") -> torch.Tensor:
+    """Each member's loss, shaped (members,): the mean (or sum) over its batch of the MSE per sample
+    (regression) or the cross-entropy (classification), as train.task_loss defines them."""
+    members, batch = output.shape[0], output.shape[1]
+    if shared_target:
+        target = target.expand(members, *target.shape)
+    if task == "regression":
+        per_sample = (output - target).pow(2).flatten(2).mean(2)
+    else:
+        per_sample = F.cross_entropy(output.flatten(0, 1), target.flatten(0, 1),
+                                     reduction="none").view(members, batch)
+    return per_sample.mean(1) if reduction == "mean" else per_sample.sum(1)
+
+
+@torch.no_grad()
+def evaluate_members(forward: Callable, params: dict, x: torch.Tensor, y: torch.Tensor, task: str,
+                     shared_data: bool = True, batch_size: int = 10_000) -> dict:
+    """Every member's mean loss (and accuracy) over all of x, without dropout, summed in float64.
+
+    `forward` is Ensemble.forward_fn(shared_data). Returns {"loss": tensor (members,) [, "accuracy"]}
+    on the device; nothing is copied to the host.
+    """
+    members = next(iter(params.values())).shape[0]
+    n = x.shape[0] if shared_data else x.shape[1]
+    total = torch.zeros(members, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(members, dtype=torch.int64, device=x.device)
+    for i in range(0, n, batch_size):
+        xb = x[i:i + batch_size] if shared_data else x[:, i:i + batch_size]
+        yb = y[i:i + batch_size] if shared_data else y[:, i:i + batch_size]
+        out = forward(params, xb)
+        target = yb if task == "classification" else yb.double()
+        total += member_losses(task, out.double(), target, shared_data, reduction="sum")
+        if task == "classification":
+            correct += (out.argmax(-1) == (yb if not shared_data else yb.expand(members, -1))).sum(1)
+    result = {"loss": total / n}
+    if task == "classification":
+        result["accuracy"] = correct.double() / n
+    return result
+
+
+@dataclass
+class EnsembleState:
+    """What ensemble callbacks see. `active` lists the members (indices into the ensemble's seeds)
+    still training, in the order of the first dimension of `params` and `loss`; `loss` holds each
+    active member's objective of the last step; after `on_step` each parameter's `.grad` holds every
+    active member's own gradient. `stop` ends training after the current epoch; `objective` changes
+    what the following steps minimize."""
+    ensemble: Ensemble
+    params: dict
+    optimizer: torch.optim.Optimizer
+    histories: list[dict]
+    active: list[int]
+    epoch: int = 0
+    step: int = 0
+    loss: torch.Tensor | None = None
+    objective: EnsembleObjective | None = None
+    stop: bool = False
+
+
+class EnsembleCallback:
+    def on_step(self, state: EnsembleState) -> None:
+        pass
+
+    def on_epoch_end(self, state: EnsembleState) -> None:
+        pass
+
+
+def _as_member_data(value, members: int, name: str):
+    """(tensor, shared) from a tensor shared by every member or a sequence with one per member."""
+    if isinstance(value, torch.Tensor):
+        return value, True
+    value = list(value)
+    if len(value) != members:
+        raise Hw1Error(f"{name}: got {len(value)} tensors for {members} members")
+    return torch.stack(value), False
+
+
+def _keep_members(params: dict, optimizer, keep: torch.Tensor, make: Callable) -> tuple[dict, object]:
+    """Fresh leaf parameters and optimizer holding only the members `keep`, their optimizer state
+    (Adam's moments, SGD's momentum) carried over row by row."""
+    new = {k: v.detach()[keep].clone().requires_grad_() for k, v in params.items()}
+    new_optimizer = make(list(new.values()))
+    for old_p, new_p in zip(params.values(), new.values()):
+        state = optimizer.state.get(old_p)
+        if state:
+            new_optimizer.state[new_p] = {
+                k: (v[keep].clone() if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
+                for k, v in state.items()}
+    return new, new_optimizer
+
+
+@dataclass
+class EnsembleResult:
+    """`members[i]` = {"seed", "history", "epochs_run", "threshold_epoch", "state_dict"} of seed i;
+    `params` holds every member's final weights stacked (a stopped member's at its stopping epoch)."""
+    ensemble: Ensemble
+    members: list[dict]
+    params: dict = field(repr=False)
+
+
+def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: str, epochs: int,
+                   lr: float, optimizer: str = "adam", weight_decay: float = 0.0,
+                   momentum: float = 0.0, batch_size: int | None = None,
+                   loss_threshold: float | None = None,
+                   test: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   callbacks: Sequence[EnsembleCallback] = (), desc: str = "ensemble",
+                   device: str | torch.device | None = None,
+                   dtype: torch.dtype = torch.float32) -> EnsembleResult:
+    """Train one member per seed, batched; each member as `train.train(spec, ..., seed=s)` would.
+
+    train_x / train_y are tensors shared by every member, or sequences of one tensor per member
+    (e.g. one target function each). Metrics follow train(): measured after each epoch's updates on
+    the whole training (and test) set, without dropout, in float64.
+    """
+    if task not in TASKS:
+        raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    if epochs < 1:
+        raise Hw1Error(f"epochs must be at least 1, got {epochs}")
+    if batch_size is not None and batch_size < 1:
+        raise Hw1Error(f"batch_size must be at least 1 (or None for full batch), got {batch_size}")
+    ens = Ensemble(spec, seeds, device if device is not None else
+                   (train_x if isinstance(train_x, torch.Tensor) else train_x[0]).device, dtype)
+    members = len(ens)
+    x_all, shared_x = _as_member_data(train_x, members, "train_x")
+    y_all, shared_y = _as_member_data(train_y, members, "train_y")
+    if shared_x and not shared_y:
+        x_all, shared_x = x_all.expand(members, *x_all.shape), False
+    if shared_y and not shared_x:
+        y_all = y_all.expand(members, *y_all.shape)
+    shared = shared_x  # from here on inputs and targets are either both shared or both per member
+    n = x_all.shape[0] if shared else x_all.shape[1]
+    full_batch = batch_size is None or batch_size >= n
+    classification = task == "classification"
+    keys = ["epoch", "train_loss"] + (["train_accuracy"] if classification else [])
+    if test is not None:
+        keys += ["test_loss"] + (["test_accuracy"] if classification else [])
+
+    def make(params):
+        return make_optimizer(optimizer, params, lr, weight_decay, momentum)
+
+    params = {k: v.clone().requires_grad_() for k, v in ens.params.items()}
+    state = EnsembleState(ens, params, make(list(params.values())), [{k: [] for k in keys}
+                                                                     for _ in seeds],
+                          active=list(range(members)))
+    forward = ens.forward_fn(shared)
+    forward_each = ens.forward_fn(False)
+    test_forward = ens.forward_fn(True)
+    dev = x_all.device
+    order_generators = [torch.Generator(device=dev).manual_seed(shuffle_seed(s)) for s in seeds]
+    dropout_generators = []
+    for random_state in ens.random_states:
+        g = torch.Generator(device=dev)
+        g.set_state(random_state)
+        dropout_generators.append(g)
+    finished: dict[int, dict] = {}  # member → its weights when it stopped
+    threshold_epochs: dict[int, int] = {}
+    # noise shapes per dropout: found once by a pass on the meta device
+    noise_shapes: list[tuple] = []
+    if ens.dropouts:
+        hooks = [ens.base.get_submodule(name).register_forward_pre_hook(
+                     lambda m, inputs: noise_shapes.append(tuple(inputs[0].shape[1:])))
+                 for name, _ in ens.dropouts]
+        sample = (x_all[0] if shared else x_all[0, 0]).to("meta")
+        ens.base(sample.unsqueeze(0))
+        for h in hooks:
+            h.remove()
+
+    def draw_noise(batch: int) -> dict | None:
+        """Each active member's dropout masks for one step, drawn as torch's CPU dropout draws them:
+        bernoulli(1 − p) over the layer's input shape, divided by 1 − p, layer after layer."""
+        if not ens.dropouts:
+            return None
+        per_layer = [[] for _ in ens.dropouts]
+        for m in state.active:
+            for layer, ((_, p), shape) in enumerate(zip(ens.dropouts, noise_shapes)):
+                if p == 0:
+                    mask = torch.ones((batch, *shape), device=dev, dtype=dtype)
+                else:
+                    mask = torch.empty((batch, *shape), device=dev, dtype=dtype).bernoulli_(
+                        1 - p, generator=dropout_generators[m]).div_(1 - p)
+                per_layer[layer].append(mask)
+        return {f"{name}.noise": torch.stack(masks)
+                for (name, _), masks in zip(ens.dropouts, per_layer)}
+
+    def data(rows: torch.Tensor | None = None):
+        """Inputs and targets of the active members: all samples (shared or per member, as given),
+        or the batches `rows` (members, batch), which are always per member."""
+        if rows is None:
+            if shared:
+                return x_all, y_all
+            active = torch.tensor(state.active, device=dev)
+            return x_all[active], y_all[active]
+        if shared:
+            return x_all[rows], y_all[rows]
+        pick = torch.tensor(state.active, device=dev).unsqueeze(1)
+        return x_all[pick, rows], y_all[pick, rows]
+
+    def objective(xb, yb, noise, per_member_batch: bool):
+        f = forward_each if per_member_batch else forward
+        if state.objective is not None:
+            return state.objective(lambda p, x: f(p, x, noise), state.params, xb, yb)
+        return member_losses(task, f(state.params, xb, noise), yb, shared_target=not per_member_batch)
+
+    def step(loss):
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()  # member i's term depends on member i's weights only
+        state.optimizer.step()
+        state.step += 1
+        state.loss = loss.detach()
+        for cb in callbacks:
+            cb.on_step(state)
+
+    # Without dropout, the training-mode forward pass over the whole set is the measurement: full
+    # batch then measures an epoch's end and builds the next step's graph at once, as train() does.
+    reuse_measurement = full_batch and not ens.dropouts
+    measured = None
+    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not show_progress(), leave=False,
+               mininterval=0.5)
+    for epoch in bar:
+        state.epoch = epoch
+        if full_batch:
+            if measured is not None and state.objective is None:
+                step(measured)
+            else:
+                xb, yb = data()
+                step(objective(xb, yb, draw_noise(n), per_member_batch=not shared))
+        else:
+            orders = torch.stack([torch.randperm(n, device=dev, generator=order_generators[m])
+                                  for m in state.active])
+            for start in range(0, n, batch_size):
+                rows = orders[:, start:start + batch_size]
+                xb, yb = data(rows)
+                step(objective(xb, yb, draw_noise(rows.shape[1]), per_member_batch=True))
+        measured = None
+        if reuse_measurement:
+            xb, yb = data()
+            output = forward(state.params, xb)
+            measured = member_losses(task, output, yb, shared)
+            with torch.no_grad():
+                target = yb if classification else yb.double()
+                train_metrics = {"loss": member_losses(task, output.double(), target, shared)}
+                if classification:
+                    labels = yb.expand(len(state.active), -1) if shared else yb
+                    train_metrics["accuracy"] = (output.argmax(-1) == labels).double().mean(1)
+        else:
+            xb, yb = data()
+            train_metrics = evaluate_members(forward, state.params, xb, yb, task, shared)
+        metrics = {f"train_{k}": v for k, v in train_metrics.items()}
+        if test is not None:
+            metrics.update({f"test_{k}": v for k, v in evaluate_members(
+                test_forward, state.params, test[0], test[1], task).items()})
+        recorded = {k: v.tolist() for k, v in metrics.items()}  # one copy to the host per epoch
+        for row, m in enumerate(state.active):
+            h = state.histories[m]
+            h["epoch"].append(epoch)
+            for k, values in recorded.items():
+                h[k].append(values[row])
+            if not torch.isfinite(torch.tensor(recorded["train_loss"][row])):
+                raise TrainingDiverged(f"{desc}: member seed {seeds[m]}'s training loss became "
+                                       f"{recorded['train_loss'][row]} at epoch {epoch} (lr={lr}); "
+                                       f"lower the learning rate")
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        done = [row for row, value in enumerate(recorded["train_loss"])
+                if loss_threshold is not None and value <= loss_threshold]
+        if done:
+            for row in done:
+                m = state.active[row]
+                threshold_epochs[m] = epoch
+                finished[m] = ens.state_dict(row, state.params)
+            keep = [row for row in range(len(state.active)) if row not in done]
+            state.active = [state.active[row] for row in keep]
+            if not state.active:
+                break
+            state.params, state.optimizer = _keep_members(
+                state.params, state.optimizer, torch.tensor(keep, device=dev), make)
+            measured = None  # its graph belongs to the old parameters
+        if epoch % 50 == 0 or not full_batch:
+            bar.set_postfix(training=len(state.active), refresh=False)
+        if state.stop:
+            break
+    bar.close()
+    for row, m in enumerate(state.active):
+        finished[m] = ens.state_dict(row, state.params)
+    results = [{"seed": s, "history": state.histories[i], "epochs_run": state.histories[i]["epoch"][-1],
+                "threshold_epoch": threshold_epochs.get(i), "state_dict": finished[i]}
+               for i, s in enumerate(seeds)]
+    final = stack_state_dicts([r["state_dict"] for r in results], dev)
+    return EnsembleResult(ens, results, final)

@@ -1,0 +1,137 @@
+"""The batched ensemble against single runs of train.train(): each member must be the run of its seed.
+
+Tolerances: in float64 the members match single runs to 1e-12 (the batched products round
+differently only in the last bits); in float32 to 1e-5 over one epoch. Longer
+float32 runs drift apart the way two machines' runs do: a rounding difference that flips a max-pool
+near-tie or a ReLU sign grows with chaotic training (seen after ~100 epochs of Adam at lr 1e-2).
+"""
+import pytest
+import torch
+
+from hw1lib import Hw1Error
+from hw1lib.data import target_function
+from hw1lib.ensemble import (Ensemble, EnsembleCallback, evaluate_members, train_ensemble)
+from hw1lib.models import build_model
+from hw1lib.train import evaluate, train
+
+MLP = {"kind": "mlp", "widths": [1, 10, 18, 15, 4, 1], "activation": "leaky_relu"}
+SMALL_CNN = {"kind": "cnn", "channels": [4, 8], "dense_widths": [16], "dropout": 0.25}
+
+
+def classification_problem(n=256, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = 0.5 * torch.randn(n, 1, 28, 28, generator=g, dtype=dtype)
+    x[y == 1, :, :14] += 1.0
+    x[y == 0, :, 14:] += 1.0
+    return x, y
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_each_member_starts_from_the_weights_its_seed_gives_a_single_model():
+    ens = Ensemble(SMALL_CNN, [3, 11])
+    for i, seed in enumerate([3, 11]):
+        torch.manual_seed(seed)
+        reference = build_model(SMALL_CNN).state_dict()
+        assert max_difference(ens.state_dict(i), reference) == 0.0
+
+
+def test_full_batch_members_with_their_own_targets_and_early_stops_match_single_runs():
+    x, sinc = (t.double() for t in target_function("sinc", 200))
+    sign = target_function("sign", 200)[1].double()
+    seeds, targets = [0, 1, 2, 3], [sinc, sign, sinc, sign]
+    settings = dict(task="regression", epochs=100, lr=0.01, weight_decay=1e-4, loss_threshold=0.02)
+    result = train_ensemble(MLP, seeds, x, targets, dtype=torch.float64, **settings)
+    stops = [m["threshold_epoch"] for m in result.members]
+    assert stops[0] and stops[2] and stops[0] != stops[2]  # two members stop, at different epochs
+    assert stops[1] is None and stops[3] is None  # and the others train on after them
+    for seed, y, member in zip(seeds, targets, result.members):
+        single = train(lambda: build_model(MLP).double(), x, y, seed=seed, **settings)
+        assert member["threshold_epoch"] == single["threshold_epoch"]
+        assert member["history"]["epoch"] == single["history"]["epoch"]
+        assert member["history"]["train_loss"] == pytest.approx(single["history"]["train_loss"], rel=1e-12)
+        assert max_difference(member["state_dict"], single["model"].state_dict()) < 1e-12
+
+
+@pytest.mark.parametrize("batch_size", [64, None])
+def test_members_with_dropout_match_single_runs_in_float64(batch_size):
+    """Own batch order and own dropout masks per member: bit for bit what train() draws."""
+    x, y = classification_problem(dtype=torch.float64)
+    seeds = [0, 1, 5]
+    settings = dict(task="classification", epochs=3, lr=3e-3, batch_size=batch_size,
+                    test=(x[:64], y[:64]))
+    result = train_ensemble(SMALL_CNN, seeds, x, y, dtype=torch.float64, **settings)
+    for seed, member in zip(seeds, result.members):
+        single = train(lambda: build_model(SMALL_CNN).double(), x, y, seed=seed, **settings)
+        for metric, values in single["history"].items():
+            assert member["history"][metric] == pytest.approx(values, rel=1e-12, abs=1e-12), metric
+        assert max_difference(member["state_dict"], single["model"].state_dict()) < 1e-12
+
+
+def test_float32_minibatch_members_match_single_runs_over_one_epoch():
+    x, y = classification_problem()
+    settings = dict(task="classification", epochs=1, lr=3e-3, batch_size=32)
+    result = train_ensemble(SMALL_CNN, [0, 5, 7], x, y, **settings)
+    for seed, member in zip([0, 5, 7], result.members):
+        single = train(SMALL_CNN, x, y, seed=seed, **settings)
+        assert member["history"]["train_loss"] == pytest.approx(single["history"]["train_loss"], rel=1e-5)
+        assert max_difference(member["state_dict"], single["model"].state_dict()) < 1e-5
+
+
+def test_sgd_with_momentum_and_weight_decay_acts_per_member():
+    x, y = target_function("sinc", 100)
+    settings = dict(task="regression", epochs=60, lr=0.05, optimizer="sgd", momentum=0.9,
+                    weight_decay=1e-3, batch_size=16)
+    x, y = x.double(), y.double()
+    result = train_ensemble(MLP, [4, 8], x, y, dtype=torch.float64, **settings)
+    for seed, member in zip([4, 8], result.members):
+        single = train(lambda: build_model(MLP).double(), x, y, seed=seed, **settings)
+        assert max_difference(member["state_dict"], single["model"].state_dict()) < 1e-12
+
+
+def test_callbacks_see_each_members_own_gradient_and_can_stop():
+    x, y = target_function("sinc", 50)
+    seen = []
+
+    class Record(EnsembleCallback):
+        def on_step(self, state):
+            seen.append({k: p.grad.clone() for k, p in state.params.items()})
+
+        def on_epoch_end(self, state):
+            state.stop = state.epoch == 2
+
+    result = train_ensemble(MLP, [0, 1], x, y, task="regression", epochs=10, lr=0.01,
+                            callbacks=[Record()])
+    assert [m["epochs_run"] for m in result.members] == [2, 2] and len(seen) == 2
+    # the first step's gradient of member 1, computed on its own model
+    torch.manual_seed(1)
+    net = build_model(MLP)
+    ((net(x) - y) ** 2).mean().backward()
+    for name, p in net.named_parameters():
+        assert torch.allclose(seen[0][name][1], p.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_member_evaluation_matches_evaluating_each_model():
+    x, y = classification_problem(n=300)
+    ens = Ensemble(SMALL_CNN, [2, 3, 4])
+    got = evaluate_members(ens.forward_fn(True), ens.params, x, y, "classification", batch_size=128)
+    for i in range(3):
+        reference = evaluate(ens.model(i), x, y, "classification")
+        assert got["loss"][i].item() == pytest.approx(reference["loss"], rel=1e-6)
+        assert got["accuracy"][i].item() == reference["accuracy"]
+
+
+def test_bad_ensemble_inputs_are_clear_errors():
+    x, y = target_function("sinc", 20)
+    with pytest.raises(Hw1Error, match="2 tensors for 3 members"):
+        train_ensemble(MLP, [0, 1, 2], x, [y, y], task="regression", epochs=1, lr=0.01)
+    with pytest.raises(Hw1Error, match="at least one seed"):
+        Ensemble(MLP, [])
+    with pytest.raises(Hw1Error, match="whole numbers"):
+        Ensemble(MLP, [1, -2])
+    with pytest.raises(Hw1Error, match="epochs"):
+        train_ensemble(MLP, [0], x, y, task="regression", epochs=0, lr=0.01)
