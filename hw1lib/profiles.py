@@ -2,7 +2,7 @@
 
 Each experiment has its fixed settings (models, optimizer, learning rates: those of the seed report)
 and a `scale` per profile:
-- full:  the seed report's settings, and at least 3 seeds per model;
+- full:  the seed report's settings, and 5 seeds wherever a verdict compares models;
 - quick: the same experiments scaled so that the whole report takes ≤ 20 min on a 2-core CPU;
 - smoke: the smallest settings that still run every code path (every notebook ≤ 3 min on that CPU).
 """
@@ -30,7 +30,7 @@ EXPERIMENTS = {
         "weight_decay": 1e-4,  # torch's L2 term λ·θ in the gradient of every parameter (not AdamW)
         "loss_threshold": 1e-3,  # a run stops at the first epoch whose training MSE is ≤ this
         "scale": {
-            "full": {"n_points": 1000, "max_epochs": 20_000, "seeds": 3},
+            "full": {"n_points": 1000, "max_epochs": 20_000, "seeds": 5},
             "quick": {"n_points": 1000, "max_epochs": 6_000, "seeds": 3},
             "smoke": {"n_points": 200, "max_epochs": 300, "seeds": 2},
         },
@@ -50,7 +50,7 @@ EXPERIMENTS = {
         },
         "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128,
         "scale": {
-            "full": {"epochs": 20, "seeds": 3, "train_size": None},  # None: all 60,000 images
+            "full": {"epochs": 20, "seeds": 5, "train_size": None},  # None: all 60,000 images
             "quick": {"epochs": 3, "seeds": 3, "train_size": None},
             "smoke": {"epochs": 2, "seeds": 2, "train_size": 2000},
         },

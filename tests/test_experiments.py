@@ -87,3 +87,17 @@ def test_function_fit_runs_differ_by_seed_and_store_predictions(results_dir):
 def test_the_registry_feeds_sections():
     assert {"1.1-function", "1.1-mnist"} <= set(REGISTRY)
     assert sections()[0] == "1.1"
+
+
+def test_a_group_retrains_only_its_missing_runs(results_dir):
+    import shutil
+    first = run_experiment("1.1-function", "smoke", "cpu", seed=0)
+    assert (first.runs["trained_together"] == 2 * first.settings["seeds"]).all()  # targets × seeds
+    lost = first.runs.iloc[1]
+    shutil.rmtree(lost["run_dir"])
+    again = run_experiment("1.1-function", "smoke", "cpu", seed=0)
+    retrained = again.runs[~again.runs["cached"]]
+    assert len(retrained) == 1 and retrained.iloc[0]["run_dir"] == lost["run_dir"]
+    assert retrained.iloc[0]["trained_together"] == 1
+    # trained alone, it is the same run (its own seed, init and target) to float32 rounding
+    assert retrained.iloc[0]["final_loss"] == pytest.approx(lost["final_loss"], rel=1e-3)

@@ -124,7 +124,7 @@ def test_an_unwritable_results_folder_is_one_line_before_any_training(tmp_path, 
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path / "a-file" / "results"))
     exp = REGISTRY["1.1-function"]
-    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_job=fail_if_trained))
+    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_jobs=fail_if_trained))
     with pytest.raises(Hw1Error, match=r"cannot write results to .*a-file/results/smoke/1.1-function"):
         run_experiment("1.1-function", "smoke", "cpu")
 
@@ -143,7 +143,7 @@ def test_a_complete_read_only_cache_is_read(results_dir, monkeypatch, capsys):
         for path in [folder, *folder.rglob("*")]:
             path.chmod(path.stat().st_mode & ~0o222)
     exp = REGISTRY["1.1-function"]
-    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_job=fail_if_trained))
+    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_jobs=fail_if_trained))
     again = run_experiment("1.1-function", "smoke", "cpu")
     assert again.runs["cached"].all()
     assert again.runs["final_loss"].tolist() == first.runs["final_loss"].tolist()
@@ -163,7 +163,7 @@ def test_a_complete_read_only_cache_is_read(results_dir, monkeypatch, capsys):
 ])
 def test_bad_runner_parameters_are_one_line_before_any_training(results_dir, monkeypatch, kwargs, message):
     exp = REGISTRY["1.1-function"]
-    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_job=fail_if_trained))
+    monkeypatch.setitem(REGISTRY, "1.1-function", dataclasses.replace(exp, train_jobs=fail_if_trained))
     params = {"profile": "smoke", "device": "cpu", "seed": 0, "force": False, **kwargs}
     with pytest.raises(Hw1Error, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_experiment("1.1-function", **params)

@@ -3,9 +3,12 @@
 An experiment is three small functions registered once with `@experiment(...)`:
 - `jobs(settings)` → the grid of job fields without the seed (e.g. every target × model); the core
   adds `seed = first seed + i` for i < settings["seeds"];
-- the registered function itself, `train_job(settings, job, device)` → {"metrics": per-epoch lists,
-  "summary": per-run numbers, optional "arrays", optional "state_dict"}: trains one job;
+- the registered function itself, `train_jobs(settings, jobs, device)` → one result per job, each
+  {"metrics": per-epoch lists, "summary": per-run numbers, optional "arrays", optional
+  "state_dict"}. The core hands it the jobs that share the fields `group_by` (e.g. every seed and
+  target of one model), so that it can train them as one batched ensemble (hw1lib.ensemble);
 - `summarize(settings, runs, history)` → the experiment's summary from the tidy tables.
+Each job is still stored as its own run; a group is trained only for its jobs not stored yet.
 The registry feeds the CLI, the report's section list and the end-to-end test.
 """
 from __future__ import annotations
@@ -32,9 +35,10 @@ class Experiment:
     id: str
     section: str
     jobs: Callable[[dict], list[dict]]
-    train_job: Callable[[dict, dict, torch.device], dict]
+    train_jobs: Callable[[dict, list[dict], torch.device], list[dict]]
     summarize: Callable[[dict, pd.DataFrame, pd.DataFrame], dict]
     module_file: str  # relative to the package: part of the code fingerprint of its runs
+    group_by: tuple[str, ...] = ()  # jobs equal in these fields are trained together
 
 
 @dataclass
@@ -67,13 +71,14 @@ class ExperimentResult:
 REGISTRY: dict[str, Experiment] = {}
 
 
-def experiment(id: str, *, section: str, jobs: Callable, summarize: Callable):
-    """Register the decorated `train_job(settings, job, device)` as experiment `id`."""
-    def register(train_job):
-        path = Path(inspect.getsourcefile(train_job)).resolve()
-        REGISTRY[id] = Experiment(id, section, jobs, train_job, summarize,
-                                  path.relative_to(results.PACKAGE_DIR).as_posix())
-        return train_job
+def experiment(id: str, *, section: str, jobs: Callable, summarize: Callable,
+               group_by: tuple[str, ...] = ()):
+    """Register the decorated `train_jobs(settings, jobs, device)` as experiment `id`."""
+    def register(train_jobs):
+        path = Path(inspect.getsourcefile(train_jobs)).resolve()
+        REGISTRY[id] = Experiment(id, section, jobs, train_jobs, summarize,
+                                  path.relative_to(results.PACKAGE_DIR).as_posix(), tuple(group_by))
+        return train_jobs
     return register
 
 
@@ -126,20 +131,31 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
         if force or not all(results.is_stored(profile, experiment_id, c) for c in configs):
             raise  # one line before any training, not after the first model
         writable = False  # a complete read-only cache is still read
-    rows, epochs, stored = [], [], []
-    for job, config in tqdm(list(zip(jobs, configs)), desc=experiment_id, disable=not show_progress()):
-
-        def compute():
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(tuple(job[f] for f in exp.group_by), []).append(i)
+    stored: list[dict | None] = [None] * len(jobs)
+    for members in tqdm(list(groups.values()), desc=experiment_id, disable=not show_progress()):
+        todo = [i for i in members
+                if force or not results.is_stored(profile, experiment_id, configs[i])]
+        trained = {}
+        if todo:
             start = time.perf_counter()
-            out = exp.train_job(s, job, dev)
-            out["summary"]["seconds"] = time.perf_counter() - start
-            return out
+            outputs = exp.train_jobs(s, [jobs[i] for i in todo], dev)
+            seconds = (time.perf_counter() - start) / len(todo)
+            for i, out in zip(todo, outputs):
+                out["summary"].update(seconds=seconds, trained_together=len(todo))
+                trained[i] = out
+        for i in members:
 
-        run = results.cached_run(profile, experiment_id, config, compute, force=force)
-        stored.append(run)
-        rows.append({**job, **run["summary"], "cached": run["cached"], "run_dir": str(run["run_dir"])})
-        history = pd.DataFrame(run["metrics"]["history"])
-        epochs.append(history.assign(**job))
+            def compute(i=i):  # a stored run found unreadable is retrained on its own
+                return trained[i] if i in trained else exp.train_jobs(s, [jobs[i]], dev)[0]
+
+            stored[i] = results.cached_run(profile, experiment_id, configs[i], compute,
+                                           force=force)
+    rows = [{**job, **run["summary"], "cached": run["cached"], "run_dir": str(run["run_dir"])}
+            for job, run in zip(jobs, stored)]
+    epochs = [pd.DataFrame(run["metrics"]["history"]).assign(**job) for job, run in zip(jobs, stored)]
     runs = pd.DataFrame(rows)
     history = pd.concat(epochs, ignore_index=True)
     summary = {"experiment": experiment_id, "profile": profile, "device": device_description(dev),

@@ -9,9 +9,9 @@ import pandas as pd
 import torch
 
 from ..data import load_mnist, target_function
-from ..models import count_params
+from ..ensemble import train_ensemble
+from ..models import build_model, count_params
 from ..stats import compare_spreads, compare_time_to_threshold, false_separation_chance, spread
-from ..train import train
 from .core import experiment, grid
 
 PAIRS = [("deep", "shallow"), ("deep", "middle"), ("middle", "shallow")]
@@ -45,21 +45,27 @@ def _summarize_function_fit(s: dict, runs, history) -> dict:
             "false_separation_chance": str(false_separation_chance(s["seeds"], s["seeds"]))}
 
 
-@experiment("1.1-function", section="1.1", jobs=_function_jobs, summarize=_summarize_function_fit)
-def fit_function(s: dict, job: dict, device: torch.device) -> dict:
-    x, y = target_function(job["function"], s["n_points"], device)
-    out = train(s["models"][job["model"]], x, y, task="regression", epochs=s["max_epochs"],
-                lr=s["lr"][job["model"]], seed=job["seed"], optimizer=s["optimizer"],
-                weight_decay=s["weight_decay"], loss_threshold=s["loss_threshold"],
-                desc=f"{job['function']} {job['model']} s{job['seed']}")
-    net, h = out["model"], out["history"]
+@experiment("1.1-function", section="1.1", jobs=_function_jobs, summarize=_summarize_function_fit,
+            group_by=("model",))
+def fit_functions(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
+    """Every seed of one net on both targets, as one ensemble (each member its own target)."""
+    model = jobs[0]["model"]
+    x = target_function(jobs[0]["function"], s["n_points"], device)[0]
+    targets = [target_function(job["function"], s["n_points"], device)[1] for job in jobs]
+    result = train_ensemble(s["models"][model], [job["seed"] for job in jobs], x, targets,
+                            task="regression", epochs=s["max_epochs"], lr=s["lr"][model],
+                            optimizer=s["optimizer"], weight_decay=s["weight_decay"],
+                            loss_threshold=s["loss_threshold"], desc=f"{model} ×{len(jobs)}")
     with torch.no_grad():
-        prediction = net(x).squeeze(1).cpu().numpy()
-    return {"metrics": {"history": h},
-            "summary": {"params": count_params(net), "epochs_run": out["epochs_run"],
-                        "threshold_epoch": out["threshold_epoch"], "final_loss": h["train_loss"][-1]},
-            "arrays": {"prediction": prediction},
-            "state_dict": net.state_dict()}
+        predictions = result.ensemble.forward_fn(True)(result.params, x).squeeze(2).cpu().numpy()
+    params = count_params(build_model(s["models"][model]))
+    return [{"metrics": {"history": m["history"]},
+             "summary": {"params": params, "epochs_run": m["epochs_run"],
+                         "threshold_epoch": m["threshold_epoch"],
+                         "final_loss": m["history"]["train_loss"][-1]},
+             "arrays": {"prediction": prediction},
+             "state_dict": m["state_dict"]}
+            for m, prediction in zip(result.members, predictions)]
 
 
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -84,17 +90,22 @@ def _summarize_mnist(s: dict, runs, history) -> dict:
             "false_separation_chance": str(false_separation_chance(s["seeds"], s["seeds"]))}
 
 
-@experiment("1.1-mnist", section="1.1", jobs=_mnist_jobs, summarize=_summarize_mnist)
-def train_mnist_cnn(s: dict, job: dict, device: torch.device) -> dict:
+@experiment("1.1-mnist", section="1.1", jobs=_mnist_jobs, summarize=_summarize_mnist,
+            group_by=("model",))
+def train_mnist_cnns(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
+    """Every seed of one CNN, as one ensemble."""
     data = load_mnist(device)
     n_train = s["train_size"] or len(data.train_x)
-    out = train(s["models"][job["model"]], data.train_x[:n_train], data.train_y[:n_train],
-                task="classification", epochs=s["epochs"], lr=s["lr"], seed=job["seed"],
-                optimizer=s["optimizer"], weight_decay=s["weight_decay"], batch_size=s["batch_size"],
-                test=(data.test_x, data.test_y), desc=f"{job['model']} s{job['seed']}")
-    net, h = out["model"], out["history"]
-    return {"metrics": {"history": h},
-            "summary": {"params": count_params(net), "dense_layers": net.dense_layers,
-                        "train_size": n_train, "test_size": len(data.test_x),
-                        **{k: h[k][-1] for k in METRICS}},
-            "state_dict": net.state_dict()}
+    spec = s["models"][jobs[0]["model"]]
+    result = train_ensemble(spec, [job["seed"] for job in jobs], data.train_x[:n_train],
+                            data.train_y[:n_train], task="classification", epochs=s["epochs"],
+                            lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"],
+                            batch_size=s["batch_size"], test=(data.test_x, data.test_y),
+                            desc=f"{jobs[0]['model']} ×{len(jobs)}")
+    net = build_model(spec)
+    return [{"metrics": {"history": m["history"]},
+             "summary": {"params": count_params(net), "dense_layers": net.dense_layers,
+                         "train_size": n_train, "test_size": len(data.test_x),
+                         **{k: m["history"][k][-1] for k in METRICS}},
+             "state_dict": m["state_dict"]}
+            for m in result.members]

@@ -1,0 +1,125 @@
+"""Curvature of the training loss of small nets: exact Hessians, their spectra, the minimal ratio, and
+a Levenberg–Marquardt refinement towards a critical point (∇L = 0).
+
+Everything works on flat parameter vectors, batched over ensemble members with `vmap`: θ is
+(members, P) and `loss(θ_i, x, y)` is one member's full-batch training loss. Use float64: the
+spectra of interest hold eigenvalues many orders of magnitude apart.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch.func import functional_call, grad, hessian, vmap
+from tqdm.auto import tqdm
+
+from . import Hw1Error
+from .ensemble import Ensemble
+from .train import show_progress, task_loss
+
+GradientObjective = Callable  # see gradient_norm_squared
+
+
+def flatten(params: dict) -> torch.Tensor:
+    """Ensemble parameters {name: (members, *shape)} → one (members, P) matrix, in name order."""
+    return torch.cat([v.detach().flatten(1) for v in params.values()], 1)
+
+
+def unflatten(theta: torch.Tensor, like: dict) -> dict:
+    """The inverse of flatten for one member: (P,) → {name: shape of like[name] without members}."""
+    out, start = {}, 0
+    for name, v in like.items():
+        size = math.prod(v.shape[1:])
+        out[name] = theta[start:start + size].view(v.shape[1:])
+        start += size
+    return out
+
+
+def flat_loss(ensemble: Ensemble, task: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """loss(θ, x, y): the task loss (mean over the samples) of the ensemble's architecture at the
+    flat parameter vector θ of one member."""
+    like = ensemble.params
+
+    def loss(theta, x, y):
+        return task_loss(task, functional_call(ensemble.base, unflatten(theta, like), (x,)), y)
+    return loss
+
+
+def gradients(loss: Callable, theta: torch.Tensor, x, y) -> torch.Tensor:
+    """∇L of every member: (members, P)."""
+    return vmap(grad(loss), in_dims=(0, None, None))(theta, x, y)
+
+
+def hessians(loss: Callable, theta: torch.Tensor, x, y) -> torch.Tensor:
+    """The exact Hessian of every member's loss: (members, P, P), by forward-over-reverse autodiff."""
+    return vmap(hessian(loss), in_dims=(0, None, None))(theta, x, y)
+
+
+def hessian_eigenvalues(loss: Callable, theta: torch.Tensor, x, y) -> torch.Tensor:
+    """Eigenvalues of each member's Hessian, ascending: (members, P)."""
+    h = hessians(loss, theta, x, y)
+    return torch.linalg.eigvalsh((h + h.transpose(1, 2)) / 2)  # symmetric up to rounding
+
+
+def minimal_ratio(eigenvalues: torch.Tensor, rel_tol: float) -> dict:
+    """The minimal ratio and the eigenvalue counts behind it, per row of `eigenvalues` (..., P).
+
+    tol = rel_tol · max|λ|; minimal ratio = #(λ > tol) / P (the assignment's definition: the share
+    of positive eigenvalues); also #negative (λ < −tol), #near zero (|λ| ≤ tol) and
+    positive / (positive + negative), which leaves the flat directions out.
+    """
+    if not rel_tol > 0:
+        raise Hw1Error(f"rel_tol must be positive, got {rel_tol}")
+    tol = rel_tol * eigenvalues.abs().amax(-1, keepdim=True)
+    positive = (eigenvalues > tol).sum(-1)
+    negative = (eigenvalues < -tol).sum(-1)
+    near_zero = eigenvalues.shape[-1] - positive - negative
+    curved = positive + negative
+    return {"minimal_ratio": positive.double() / eigenvalues.shape[-1], "positive": positive,
+            "negative": negative, "near_zero": near_zero,
+            "positive_share_of_curved": torch.where(curved > 0, positive.double() / curved.clamp(min=1),
+                                                    torch.nan),
+            "tol": tol.squeeze(-1)}
+
+
+def gradient_norm_squared(task: str):
+    """An ensemble objective: each member's ‖∇L‖² (the assignment's way to reach a point where the
+    gradient is almost zero). Built with create_graph, so its own gradient is H·∇L per member."""
+    def objective(forward, params, x, y):
+        from .ensemble import member_losses
+        losses = member_losses(task, forward(params, x), y, shared_target=True)
+        grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=True)
+        return sum(g.flatten(1).pow(2).sum(1) for g in grads)
+    return objective
+
+
+def refine_critical_points(loss: Callable, theta: torch.Tensor, x, y, iterations: int,
+                           damping: float = 1e-3, desc: str = "refine") -> tuple[torch.Tensor, list]:
+    """Damped Newton (Levenberg–Marquardt) steps on ∇L = 0, per member, in the precision of theta.
+
+    Each step solves min ‖g + Hδ‖² + μ‖δ‖², i.e. δ = −(H² + μI)⁻¹ H g, through H's eigenvectors, and is
+    kept only if it lowers ‖g‖ (then μ shrinks 3×); otherwise it is dropped and μ grows 5×. The
+    many near-zero eigenvalues make undamped steps huge; the accept/reject rule is a trust region
+    on ‖g‖. μ is relative: μ = damping · max λ² of that member. Returns the refined θ and the
+    gradient norm of every member after each iteration (the first entry: before any).
+    """
+    theta = theta.clone()
+    g = gradients(loss, theta, x, y)
+    norms = [g.norm(dim=1)]
+    mu = torch.full((theta.shape[0],), damping, dtype=theta.dtype, device=theta.device)
+    for _ in tqdm(range(iterations), desc=desc, disable=not show_progress(), leave=False):
+        h = hessians(loss, theta, x, y)
+        eigenvalues, vectors = torch.linalg.eigh((h + h.transpose(1, 2)) / 2)
+        scale = eigenvalues.pow(2).amax(1, keepdim=True)
+        filtered = eigenvalues / (eigenvalues.pow(2) + mu.unsqueeze(1) * scale)
+        step = -(vectors @ (filtered * (vectors.transpose(1, 2) @ g.unsqueeze(2)).squeeze(2))
+                 .unsqueeze(2)).squeeze(2)
+        candidate = theta + step
+        g_new = gradients(loss, candidate, x, y)
+        better = g_new.norm(dim=1) < g.norm(dim=1)
+        theta = torch.where(better.unsqueeze(1), candidate, theta)
+        g = torch.where(better.unsqueeze(1), g_new, g)
+        mu = torch.where(better, mu / 3, mu * 5).clamp(1e-15, 1e6)
+        norms.append(g.norm(dim=1))
+    return theta, norms
