@@ -59,6 +59,40 @@ EXPERIMENTS = {
                         "middle": {"train_accuracy": 98.16, "train_loss": 0.0945},
                         "shallow": {"train_accuracy": 98.91, "train_loss": 0.0237}},
     },
+    "1.2-gradnorm": {
+        # the 1.1 deep net on sin(5πx)/(5πx), as the seed report trained it for this figure
+        "model": {"label": "deep (7 hidden)", "kind": "mlp",
+                  "widths": [1, 5, 10, 10, 10, 10, 10, 5, 1], "activation": "leaky_relu"},
+        "function": "sinc", "optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-4,
+        "loss_threshold": 1e-3,  # stop at the first epoch whose training MSE is ≤ this
+        "spikes": 3,  # how many of the largest gradient-norm jumps per seed the report looks at
+        "scale": {
+            "full": {"n_points": 1000, "max_epochs": 10_000, "seeds": 5},
+            "quick": {"n_points": 1000, "max_epochs": 4_000, "seeds": 3},
+            "smoke": {"n_points": 200, "max_epochs": 150, "seeds": 2},
+        },
+        # the seed report: threshold reached at epoch ~700, loss 9.9e-4, gradient norm there 0.236
+        "seed_report": {"epoch": 700, "loss": 9.9e-4, "grad_norm": 0.236},
+    },
+    "1.2-minimal-ratio": {
+        # 251 parameters: its exact Hessian (251 × 251) is cheap for every run
+        "model": {"kind": "mlp", "widths": [1, 10, 10, 10, 1]},
+        "activations": ["relu", "tanh"],  # the seed's ReLU, and tanh, whose Hessian exists everywhere
+        "function": "sinc", "optimizer": "adam", "lr": 5e-4,  # the seed's learning rate
+        "gradient_lr": 1e-4,  # Adam on ‖∇L‖² (stage 2), restarted from fresh moments
+        "rel_tol": 1e-6,  # an eigenvalue counts as zero when |λ| ≤ rel_tol · max|λ|
+        "rel_tols": [1e-4, 1e-6, 1e-8],  # the ratio at each, to show how it depends on the choice
+        "near_zero_gradient": 1e-3,  # "gradient almost zero": ‖∇L‖ below this (the seed's best: 0.046)
+        "scale": {
+            "full": {"n_points": 500, "seeds": 100, "adam_epochs": 3000, "gradient_epochs": 1000,
+                     "refine_iterations": 20},
+            "quick": {"n_points": 200, "seeds": 20, "adam_epochs": 1500, "gradient_epochs": 500,
+                      "refine_iterations": 8},
+            "smoke": {"n_points": 60, "seeds": 4, "adam_epochs": 100, "gradient_epochs": 20,
+                      "refine_iterations": 2},
+        },
+        "seed_report": {"best_grad_norm": 0.046},
+    },
 }
 
 

@@ -237,6 +237,19 @@ def load_state_dict(run: dict, device: str | torch.device = "cpu") -> dict:
     return torch.load(Path(run["run_dir"]) / "model.pt", map_location=device, weights_only=True)
 
 
+def save_torch_atomic(path: Path, obj) -> None:
+    """torch.save to a temporary name beside `path`, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_summary(profile: str, experiment: str, summary: dict) -> Path:
     path = experiment_dir(profile, experiment) / "summary.json"
     write_json_atomic(path, summary)

@@ -11,6 +11,8 @@ from hw1lib.profiles import settings
 
 SECTION_HEADINGS = {
     "1.1-deep-vs-shallow": ["1.1 Deep vs shallow", "1.1a Simulate a function", "1.1b Train on a real task"],
+    "1.2-optimization": ["1.2 Optimization", "1.2b Gradient norm during training",
+                         "1.2c What happens when the gradient is almost zero"],
 }
 
 
@@ -92,7 +94,7 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
     summaries = {}
     for experiment in REGISTRY:
         summaries[experiment] = json.loads((results_dir / "smoke" / experiment / "summary.json").read_text())
-        assert summaries[experiment]["profile"] == "smoke" and summaries[experiment]["table"]
+        assert summaries[experiment]["profile"] == "smoke"
     if report.find_browser():
         assert out["pdf"].stat().st_size > 10_000
     else:
@@ -124,3 +126,15 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
                 f"probability {mnist['false_separation_chance']} in each comparison") in text
     else:
         assert "no model is ahead of another on every seed here" in text
+
+    # 1.2: the settings and the numbers the prose states are this run's
+    gn, mr = settings("1.2-gradnorm", "smoke"), settings("1.2-minimal-ratio", "smoke")
+    gradnorm, minimal = summaries["1.2-gradnorm"], summaries["1.2-minimal-ratio"]
+    assert f"for up to {gn['max_epochs']:,} epochs" in text and f"{gradnorm['seeds']} seeds" in text
+    corr = gradnorm["log_change_correlation"]
+    assert f"correlation of {corr['mean']:.2f} [{corr['min']:.2f}–{corr['max']:.2f}]" in text
+    assert f"{mr['adam_epochs']:,} epochs of Adam at learning rate {mr['lr']:g}" in text
+    for activation, entry in minimal["series"].items():
+        assert (f"fell from a median {entry['grad_norm_adam']['median']:.2g} after Adam to "
+                f"{entry['grad_norm_gradient']['median']:.2g}") in text
+        assert f"{entry['at_minimum']} runs ended where no eigenvalue" in text

@@ -39,6 +39,7 @@ class Experiment:
     summarize: Callable[[dict, pd.DataFrame, pd.DataFrame], dict]
     module_file: str  # relative to the package: part of the code fingerprint of its runs
     group_by: tuple[str, ...] = ()  # jobs equal in these fields are trained together
+    write_files: Callable | None = None  # (result, folder) → extra files beside summary.json
 
 
 @dataclass
@@ -72,12 +73,13 @@ REGISTRY: dict[str, Experiment] = {}
 
 
 def experiment(id: str, *, section: str, jobs: Callable, summarize: Callable,
-               group_by: tuple[str, ...] = ()):
+               group_by: tuple[str, ...] = (), write_files: Callable | None = None):
     """Register the decorated `train_jobs(settings, jobs, device)` as experiment `id`."""
     def register(train_jobs):
         path = Path(inspect.getsourcefile(train_jobs)).resolve()
         REGISTRY[id] = Experiment(id, section, jobs, train_jobs, summarize,
-                                  path.relative_to(results.PACKAGE_DIR).as_posix(), tuple(group_by))
+                                  path.relative_to(results.PACKAGE_DIR).as_posix(), tuple(group_by),
+                                  write_files)
         return train_jobs
     return register
 
@@ -161,11 +163,14 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
     summary = {"experiment": experiment_id, "profile": profile, "device": device_description(dev),
                "torch": torch.__version__, "base_seed": seed, "code": code,
                "settings": s, **exp.summarize(s, runs, history)}
+    result = ExperimentResult(s, runs, history, summary, stored)
     if writable:
-        results.write_summary(profile, experiment_id, summary)
+        if exp.write_files:
+            exp.write_files(result, folder)
+        results.write_summary(profile, experiment_id, summary)  # last: its presence means complete
     else:
         print(f"results: {folder} is read-only; read every stored run, summary.json left as it was")
-    return ExperimentResult(s, runs, history, summary, stored)
+    return result
 
 
 def sections() -> list[str]:

@@ -1,0 +1,110 @@
+"""Section 1.2 on the smoke profile, checked against plain autograd on the stored models."""
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from hw1lib.data import target_function
+from hw1lib.experiments import run_experiment
+from hw1lib.experiments.optimization import largest_spikes, rank_correlation
+from hw1lib.models import build_model
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HW1_RESULTS_DIR", str(folder))
+        return (run_experiment("1.2-gradnorm", "smoke", "cpu", seed=3),
+                run_experiment("1.2-minimal-ratio", "smoke", "cpu", seed=0), folder)
+
+
+def test_the_first_recorded_gradient_norm_is_that_of_the_seeds_initial_model(runs):
+    gradnorm = runs[0]
+    s = gradnorm.settings
+    x, y = target_function(s["function"], s["n_points"])
+    for seed, norms, losses in zip(sorted(gradnorm.runs["seed"]), gradnorm.arrays("grad_norm"),
+                                   gradnorm.arrays("step_loss")):
+        torch.manual_seed(seed)
+        net = build_model(s["model"])
+        loss = ((net(x) - y) ** 2).mean()
+        loss.backward()
+        norm = torch.sqrt(sum((p.grad ** 2).sum() for p in net.parameters()))
+        assert norms[0] == pytest.approx(norm.item(), rel=1e-5)
+        assert losses[0] == pytest.approx(loss.item(), rel=1e-6)
+    for _, run in gradnorm.runs.iterrows():  # one entry per iteration, up to the stop
+        stop = run["threshold_epoch"]
+        assert run["iterations"] == (s["max_epochs"] if stop is None or stop != stop else stop)
+
+
+def test_stored_end_points_reproduce_their_loss_gradient_and_minimal_ratio(runs):
+    minimal, folder = runs[1], runs[2]
+    endpoints = torch.load(folder / "smoke" / "1.2-minimal-ratio" / "endpoints.pt", weights_only=False)
+    s = minimal.settings
+    assert set(endpoints["series"]) == set(s["activations"])
+    for activation, e in endpoints["series"].items():
+        assert len(e["members"]) == s["seeds"]
+        for i, state_dict in enumerate(e["members"]):
+            net = build_model(e["spec"]).double()
+            net.load_state_dict(state_dict)
+            params = list(net.parameters())
+            loss = ((net(e["x"]) - e["y"]) ** 2).mean()
+            grads = torch.autograd.grad(loss, params)
+            assert e["loss"][i] == pytest.approx(loss.item(), rel=1e-10)
+            assert e["grad_norm"][i] == pytest.approx(torch.sqrt(sum((g ** 2).sum() for g in grads)).item(),
+                                                      rel=1e-8)
+            if i == 0:  # the Hessian by torch.autograd.functional, counted with numpy
+                flat = torch.cat([p.detach().flatten() for p in params])
+                names = [n for n, _ in net.named_parameters()]
+
+                def loss_of(theta):
+                    parts, start = {}, 0
+                    for n, p in zip(names, params):
+                        parts[n] = theta[start:start + p.numel()].view_as(p)
+                        start += p.numel()
+                    out = torch.func.functional_call(net, parts, (e["x"],))
+                    return ((out - e["y"]) ** 2).mean()
+
+                h = torch.autograd.functional.hessian(loss_of, flat).numpy()
+                eigenvalues = np.linalg.eigvalsh(h)
+                tol = e["tol"] * np.abs(eigenvalues).max()
+                assert e["minimal_ratio"][i] == pytest.approx((eigenvalues > tol).sum() / len(eigenvalues),
+                                                              abs=1.5 / len(eigenvalues))
+
+
+def test_the_summary_states_the_runs_numbers(runs):
+    minimal = runs[1]
+    for activation, entry in minimal.summary["series"].items():
+        g = minimal.runs[minimal.runs["activation"] == activation]
+        assert entry["runs"] == len(g)
+        assert entry["minimal_ratio"]["median"] == pytest.approx(g["minimal_ratio"].median())
+        assert entry["grad_norm"]["max"] == g["grad_norm"].max()
+        assert entry["at_minimum"] + entry["at_saddle"] == len(g)
+        assert entry["at_minimum"] == (g["negative"] == 0).sum()
+        # the three stages: the refinement never raises the gradient norm of a run
+        assert (g["grad_norm"] <= g["grad_norm_gradient"] * (1 + 1e-12)).all()
+
+
+def test_largest_spikes_finds_planted_jumps():
+    norm = np.ones(200)
+    norm[50:] *= 10.0  # ×10 into iteration 51
+    norm[120:] *= 0.01
+    norm[121:] *= 40.0  # ×40 into iteration 122
+    loss = np.linspace(1.0, 0.5, 200)
+    loss[121] = loss[120] * 3
+    spikes = largest_spikes(norm, loss, count=2)
+    assert [s["iteration"] for s in spikes] == [51, 122]
+    assert spikes[0]["grad_norm_ratio"] == pytest.approx(10.0)
+    assert spikes[1]["grad_norm_ratio"] == pytest.approx(40.0)
+    assert spikes[1]["loss_ratio"] == pytest.approx(3.0)
+
+
+def test_rank_correlation_agrees_with_scipy():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=25)
+    b = a + 2 * rng.normal(size=25)
+    rho, p = rank_correlation(a, b)
+    reference = spearmanr(a, b)
+    assert rho == pytest.approx(reference.statistic, rel=1e-12)
+    assert p == pytest.approx(reference.pvalue, abs=0.02)  # permutation vs t approximation
+    assert rank_correlation(a[:2], b[:2]) == (None, None)
