@@ -41,12 +41,12 @@ def main():
     cases = []
 
     spec = {"kind": "mlp", "widths": [1, 10, 10, 10, 1], "activation": "relu"}
-    x, y = target_function("sinc", 500, device)
+    x_small, y_small = target_function("sinc", 500, device)
     seeds = list(range(100))
     common = dict(task="regression", epochs=args.epochs, lr=5e-4)
     cases.append(("1.2c net, 100 members",
-                  lambda: [train(spec, x, y, seed=s, **common) for s in seeds],
-                  lambda: train_ensemble(spec, seeds, x, y, **common)))
+                  lambda: [train(spec, x_small, y_small, seed=s, **common) for s in seeds],
+                  lambda: train_ensemble(spec, seeds, x_small, y_small, **common)))
 
     s = settings("1.1-function", "full")
     x, _ = target_function("sinc", s["n_points"], device)
