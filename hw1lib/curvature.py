@@ -15,11 +15,8 @@ from torch.func import functional_call, grad, hessian, vmap
 from tqdm.auto import tqdm
 
 from . import Hw1Error
-from .ensemble import Ensemble
+from .ensemble import Ensemble, member_losses
 from .train import show_progress, task_loss
-
-GradientObjective = Callable  # see gradient_norm_squared
-
 
 def flatten(params: dict) -> torch.Tensor:
     """Ensemble parameters {name: (members, *shape)} → one (members, P) matrix, in name order."""
@@ -87,7 +84,6 @@ def gradient_norm_squared(task: str):
     """An ensemble objective: each member's ‖∇L‖² (the assignment's way to reach a point where the
     gradient is almost zero). Built with create_graph, so its own gradient is H·∇L per member."""
     def objective(forward, params, x, y):
-        from .ensemble import member_losses
         losses = member_losses(task, forward(params, x), y, shared_target=True)
         grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=True)
         return sum(g.flatten(1).pow(2).sum(1) for g in grads)

@@ -81,8 +81,12 @@ def test_the_summary_states_the_runs_numbers(runs):
         assert entry["grad_norm"]["max"] == g["grad_norm"].max()
         assert entry["at_minimum"] + entry["at_saddle"] == len(g)
         assert entry["at_minimum"] == (g["negative"] == 0).sum()
-        # the three stages: the refinement never raises the gradient norm of a run
+        # the three stages: the refinement starts where the ‖∇L‖² stage ended and never raises ‖∇L‖
         assert (g["grad_norm"] <= g["grad_norm_gradient"] * (1 + 1e-12)).all()
+        for i in g.index:
+            path = minimal.stored[i]["arrays"]["refine_grad_norm"]
+            assert path[0] == pytest.approx(g.loc[i, "grad_norm_gradient"], rel=1e-10)
+            assert path[-1] == pytest.approx(g.loc[i, "grad_norm"], rel=1e-10)
 
 
 def test_largest_spikes_finds_planted_jumps():
