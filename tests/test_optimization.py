@@ -1,13 +1,16 @@
 """Section 1.2 on the smoke profile, checked against plain autograd on the stored models."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from hw1lib.data import target_function
+from hw1lib.data import load_mnist, target_function
 from hw1lib.experiments import run_experiment
 from hw1lib.experiments.optimization import largest_spikes, rank_correlation
 from hw1lib.models import build_model
+from hw1lib.train import train
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +115,90 @@ def test_rank_correlation_agrees_with_scipy():
     assert rho == pytest.approx(reference.statistic, rel=1e-12)
     assert p == pytest.approx(reference.pvalue, abs=0.02)  # permutation vs t approximation
     assert rank_correlation(a[:2], b[:2]) == (None, None)
+
+
+@pytest.fixture(scope="module")
+def landscape_runs(tmp_path_factory, mnist_dir):
+    folder = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HW1_RESULTS_DIR", str(folder))
+        surface = run_experiment("1.2-error-surface", "smoke", "cpu", seed=5)  # trains 1.2-pca first
+        return run_experiment("1.2-pca", "smoke", "cpu", seed=5), surface
+
+
+def test_recorded_weights_are_each_runs_own_weights_at_those_epochs(landscape_runs):
+    pca = landscape_runs[0]
+    s = pca.settings
+    data = load_mnist("cpu")
+    n = s["train_size"]
+    assert pca.runs["cached"].all()  # the error surface trained them; this call only read them
+    for (_, run), weights, epochs in zip(pca.runs.sort_values("seed").iterrows(), pca.arrays("weights"),
+                                         pca.arrays("epochs")):
+        assert epochs.tolist() == list(range(0, s["epochs"] + 1, s["every"]))
+        torch.manual_seed(run["seed"])
+        initial = torch.cat([p.detach().flatten() for p in build_model(s["model"]).parameters()])
+        assert torch.equal(torch.from_numpy(weights[0]), initial)
+        final = torch.load(run["run_dir"] + "/model.pt", weights_only=True)
+        np.testing.assert_array_equal(weights[-1], torch.cat([v.flatten() for v in final.values()]))
+        # the point after `every` epochs is where an ordinary single run of that seed is then
+        single = train(s["model"], data.train_x[:n], data.train_y[:n], task="classification",
+                       epochs=s["every"], lr=s["lr"], seed=int(run["seed"]), weight_decay=s["weight_decay"],
+                       batch_size=s["batch_size"])["model"]
+        expected = torch.cat([p.detach().flatten() for p in single.parameters()]).numpy()
+        np.testing.assert_allclose(weights[1], expected, atol=2e-5)  # one Adam step moves ~4e-4
+
+
+def test_the_pca_table_holds_each_points_own_metrics_and_a_pca_of_the_stored_weights(landscape_runs):
+    pca = landscape_runs[0]
+    s, summary = pca.settings, pca.summary
+    table = pd.DataFrame(summary["table"])
+    assert len(table) == s["seeds"] * (s["epochs"] // s["every"]) == summary["seeds"] * summary["points_per_run"]
+    for _, row in table.sample(5, random_state=0).iterrows():
+        h = pca.history[(pca.history["seed"] == row["run"]) & (pca.history["epoch"] == row["epoch"])]
+        assert row["train_loss"] == pytest.approx(h["train_loss"].item())
+        assert row["train_accuracy"] == pytest.approx(100 * h["train_accuracy"].item())
+    points = np.concatenate([w[1:] for w in pca.arrays("weights")]).astype(np.float64)
+    layer = points[:, int(pca.runs["layer_start"].iloc[0]):int(pca.runs["layer_stop"].iloc[0])]
+    assert layer.shape[1] == summary["layer_params"] == 500 * 50 + 50
+    for part, p in (("model", points), ("layer", layer)):
+        centred = p - p.mean(0)
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+        np.testing.assert_allclose(summary[part]["explained_variance"],
+                                   singular[:2] ** 2 / (singular ** 2).sum(), rtol=1e-6)
+        x = centred @ vt[0]
+        assert np.abs(np.corrcoef(x, table[f"x_{part}"])[0, 1]) == pytest.approx(1, abs=1e-6)
+
+
+def test_the_error_surface_is_centred_on_the_trained_model_and_the_path_ends_there(landscape_runs):
+    pca, surface = landscape_runs
+    s = surface.settings
+    data = load_mnist("cpu")
+    x, y = data.train_x[:s["train_size"]], data.train_y[:s["train_size"]]
+    run = pca.runs[pca.runs["seed"] == 5].iloc[0]
+    net = build_model(s["source"]["model"])
+    net.load_state_dict(torch.load(run["run_dir"] + "/model.pt", weights_only=True))
+    with torch.no_grad():
+        loss = F.cross_entropy(net.eval()(x), y).item()
+    planes = surface.summary["planes"]
+    for plane, entry in planes.items():
+        assert entry["source_seed"] == 5
+        assert entry["centre_loss"] == pytest.approx(loss, rel=1e-5)
+        assert entry["grid"] == [s["grid"], s["grid"]]
+    random = surface.arrays("loss", plane="random")[0]
+    assert random[s["grid"] // 2, s["grid"] // 2] == pytest.approx(loss, rel=1e-5)  # (0, 0) is a grid point
+    path = planes["pca"]["path"]
+    assert path["epochs"] == list(range(0, s["source"]["epochs"] + 1, s["source"]["every"]))
+    assert path["loss"][-1] == pytest.approx(loss, rel=1e-5)
+    assert path["plane_loss"][-1] == pytest.approx(loss, rel=1e-5)  # the end point is the centre
+    # the loss stored for each path point is that of the recorded weights themselves
+    weights = pca.arrays("weights")[pca.runs.sort_values("seed")["seed"].tolist().index(5)]
+    for i in (0, 1):
+        flat = torch.from_numpy(weights[i])
+        state = {}
+        start = 0
+        for k, v in net.state_dict().items():
+            state[k] = flat[start:start + v.numel()].view(v.shape)
+            start += v.numel()
+        net.load_state_dict(state)
+        with torch.no_grad():
+            assert path["loss"][i] == pytest.approx(F.cross_entropy(net(x), y).item(), rel=1e-5)

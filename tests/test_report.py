@@ -11,8 +11,10 @@ from hw1lib.profiles import settings
 
 SECTION_HEADINGS = {
     "1.1-deep-vs-shallow": ["1.1 Deep vs shallow", "1.1a Simulate a function", "1.1b Train on a real task"],
-    "1.2-optimization": ["1.2 Optimization", "1.2b Gradient norm during training",
-                         "1.2c What happens when the gradient is almost zero"],
+    "1.2-optimization": ["1.2 Optimization", "1.2a Visualize the optimization process",
+                         "1.2b Gradient norm during training",
+                         "1.2c What happens when the gradient is almost zero",
+                         "1.2 bonus: the error surface"],
 }
 
 
@@ -138,3 +140,15 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
         assert (f"fell from a median {entry['grad_norm_adam']['median']:.2g} after Adam to "
                 f"{entry['grad_norm_gradient']['median']:.2g}") in text
         assert f"{entry['at_minimum']} runs ended where no eigenvalue" in text
+    pc, es = settings("1.2-pca", "smoke"), settings("1.2-error-surface", "smoke")
+    pca, surface = summaries["1.2-pca"], summaries["1.2-error-surface"]
+    assert (f"batch {pc['batch_size']:,} (the seed report does not state its batch size), for "
+            f"{pc['epochs']} epochs on {pc['train_size']:,} training images, from {pc['seeds']} seeds") in text
+    assert f"{100 * pca['model']['between_run_share']:.1f} % of that variance lies between runs" in text
+    cos = pca["model"]["displacement_cosine"]
+    assert f"displacements is {cos['mean']:.3f} [{cos['min']:.3f}–{cos['max']:.3f}]" in text
+    random_plane, pca_plane = surface["planes"]["random"], surface["planes"]["pca"]
+    assert f"each on a {es['grid']} × {es['grid']} grid, evaluated on {es['train_size']:,} training" in text
+    assert f"The trained model has training loss {random_plane['centre_loss']:.3g}" in text
+    assert ("is " + ", ".join(f"{v:.3g}" for v in random_plane["ring_median_loss"].values())) in text
+    assert f"two directions hold {100 * pca_plane['in_plane_share']:.1f} % of the path's variance" in text

@@ -7,7 +7,8 @@ An experiment is three small functions registered once with `@experiment(...)`:
   {"metrics": per-epoch lists, "summary": per-run numbers, optional "arrays", optional
   "state_dict"}. The core hands it the jobs that share the fields `group_by` (e.g. every seed and
   target of one model), so that it can train them as one batched ensemble (hw1lib.ensemble);
-- `summarize(settings, runs, history)` → the experiment's summary from the tidy tables.
+- `summarize(settings, runs, history)` → the experiment's summary from the tidy tables (one that
+  also takes `stored`, the list of stored runs in the order of `runs`, can read their arrays).
 Each job is still stored as its own run; a group is trained only for its jobs not stored yet.
 The registry feeds the CLI, the report's section list and the end-to-end test.
 """
@@ -160,9 +161,11 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
     epochs = [pd.DataFrame(run["metrics"]["history"]).assign(**job) for job, run in zip(jobs, stored)]
     runs = pd.DataFrame(rows)
     history = pd.concat(epochs, ignore_index=True)
+    wants_stored = "stored" in inspect.signature(exp.summarize).parameters
     summary = {"experiment": experiment_id, "profile": profile, "device": device_description(dev),
-               "torch": torch.__version__, "base_seed": seed, "code": code,
-               "settings": s, **exp.summarize(s, runs, history)}
+               "torch": torch.__version__, "base_seed": seed, "code": code, "settings": s,
+               **(exp.summarize(s, runs, history, stored=stored) if wants_stored
+                  else exp.summarize(s, runs, history))}
     result = ExperimentResult(s, runs, history, summary, stored)
     if writable:
         if exp.write_files:

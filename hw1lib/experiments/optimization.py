@@ -3,6 +3,8 @@
 1.2-gradnorm:      the gradient norm and the loss at every iteration of the 1.1 deep net on sinc.
 1.2-minimal-ratio: many small nets driven to points where the gradient is almost zero; the exact
                    Hessian's eigenvalues there, and the share of positive ones (the minimal ratio).
+1.2-pca:           the weights of several MNIST runs every few epochs, projected by one PCA.
+1.2-error-surface: the training loss over a plane through one 1.2-pca run's end point.
 """
 from __future__ import annotations
 
@@ -13,11 +15,15 @@ import torch
 from .. import results
 from ..curvature import (flat_loss, flatten, gradient_norm_squared, gradients, hessian_eigenvalues,
                          minimal_ratio, refine_critical_points, unflatten)
-from ..data import target_function
-from ..ensemble import Ensemble, EnsembleCallback, train_ensemble
+from ..data import load_mnist, target_function
+from ..ensemble import (Ensemble, EnsembleCallback, evaluate_members, stack_state_dicts,
+                        train_ensemble)
+from ..landscape import (as_state_dict, between_run_share, filter_normalized_direction,
+                         flat_weights, grid_points, layer_slice, loss_surface, plane_losses,
+                         trajectory_pca)
 from ..models import build_model, count_params
 from ..stats import spread
-from .core import experiment, grid
+from .core import experiment, grid, run_experiment
 
 
 class RecordGradientNorm(EnsembleCallback):
@@ -226,3 +232,220 @@ def find_critical_points(s: dict, jobs: list[dict], device: torch.device) -> lis
             "state_dict": state_dict})
     return outputs
 
+
+
+class RecordWeights(EnsembleCallback):
+    """Every member's parameters as one flat vector (state-dict order, float32, on the host) after
+    every `every`-th epoch: points[member] = [(epoch, vector), ...]."""
+
+    def __init__(self, every: int, members: int):
+        self.every = every
+        self.points = {m: [] for m in range(members)}
+
+    def on_epoch_end(self, state):
+        if state.epoch % self.every:
+            return
+        flat = flatten(state.params).float().cpu()
+        for row, m in enumerate(state.active):
+            self.points[m].append((state.epoch, flat[row]))
+
+
+def _pca_jobs(s: dict) -> list[dict]:
+    return [{}]
+
+
+def _pairwise(vectors: np.ndarray, kind: str) -> list[float]:
+    """Distances or cosines between every pair of rows."""
+    values = []
+    for i in range(len(vectors)):
+        for j in range(i + 1, len(vectors)):
+            a, b = vectors[i], vectors[j]
+            values.append(float(np.linalg.norm(a - b)) if kind == "distance" else
+                          float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
+    return values
+
+
+def _trajectory_numbers(points: np.ndarray, runs: np.ndarray, epochs: np.ndarray) -> dict:
+    """Where the runs are relative to each other, and how far and in which direction each moved:
+    points (rows, P) with their run and epoch (epoch 0: the initialization)."""
+    seeds = list(dict.fromkeys(runs.tolist()))
+    start = np.stack([points[(runs == r) & (epochs == 0)][0] for r in seeds])
+    first = np.stack([points[(runs == r) & (epochs > 0)][0] for r in seeds])
+    last = np.stack([points[runs == r][-1] for r in seeds])
+    path = [float(np.linalg.norm(np.diff(points[runs == r], axis=0), axis=1).sum()) for r in seeds]
+    moved = last - start
+    recorded = epochs > 0
+    return {
+        "params": int(points.shape[1]),
+        "distance_between_runs": {"initial": spread(_pairwise(start, "distance")),
+                                  "first_point": spread(_pairwise(first, "distance")),
+                                  "last_point": spread(_pairwise(last, "distance"))},
+        "weight_norm": {"initial": spread(np.linalg.norm(start, axis=1)),
+                        "last_point": spread(np.linalg.norm(last, axis=1))},
+        "path_length": spread(path), "displacement": spread(np.linalg.norm(moved, axis=1)),
+        "displacement_cosine": spread(_pairwise(moved, "cosine")) if len(seeds) > 1 else None,
+        "between_run_share": between_run_share(points[recorded], runs[recorded]),
+    }
+
+
+def _summarize_pca(s: dict, runs, history, stored) -> dict:
+    order = runs.sort_values("seed").index
+    weights = [stored[i]["arrays"]["weights"] for i in order]
+    epochs = [stored[i]["arrays"]["epochs"] for i in order]
+    seeds = runs.loc[order, "seed"].to_numpy()
+    points = np.concatenate(weights)
+    point_epochs = np.concatenate(epochs)
+    point_runs = np.concatenate([np.full(len(e), seed) for e, seed in zip(epochs, seeds)])
+    layer = slice(*runs.loc[order[0], ["layer_start", "layer_stop"]].astype(int))
+    recorded = point_epochs > 0  # the PCA sees the recorded points, as the seed report's does
+    table = pd.DataFrame({"run": point_runs[recorded], "epoch": point_epochs[recorded]})
+    metrics = history.set_index(["seed", "epoch"])
+    table["train_accuracy"] = [100 * metrics.loc[(r, e), "train_accuracy"]
+                               for r, e in zip(table["run"], table["epoch"])]
+    table["train_loss"] = [metrics.loc[(r, e), "train_loss"] for r, e in zip(table["run"], table["epoch"])]
+    out = {"points_per_run": int(recorded.sum() // len(seeds)), "seeds": len(seeds)}
+    for part, columns in (("model", slice(None)), ("layer", layer)):
+        chosen = points[recorded][:, columns]
+        pca = trajectory_pca(chosen)
+        table[f"x_{part}"], table[f"y_{part}"] = pca["coordinates"][:, 0], pca["coordinates"][:, 1]
+        # the same points with each run's own mean removed: how the runs move, wherever they are
+        runs_of = point_runs[recorded]
+        means = {r: chosen[runs_of == r].mean(0) for r in np.unique(runs_of)}
+        own_mean = np.stack([means[r] for r in runs_of])
+        within = trajectory_pca(chosen - own_mean)
+        table[f"x_{part}_within"] = within["coordinates"][:, 0]
+        table[f"y_{part}_within"] = within["coordinates"][:, 1]
+        out[part] = {"explained_variance": pca["explained_variance_ratio"].tolist(),
+                     "within_explained_variance": within["explained_variance_ratio"].tolist(),
+                     **_trajectory_numbers(points[:, columns], point_runs, point_epochs)}
+    final = table.groupby("run").tail(1)
+    out["final_train_accuracy"] = spread(final["train_accuracy"])
+    out["final_train_loss"] = spread(final["train_loss"])
+    out["layer_params"] = layer.stop - layer.start
+    out["table"] = table.to_dict(orient="records")
+    return out
+
+
+@experiment("1.2-pca", section="1.2", jobs=_pca_jobs, summarize=_summarize_pca)
+def record_trajectories(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
+    """Every seed of the MNIST DNN as one ensemble, its weights recorded every few epochs."""
+    data = load_mnist(device)
+    n_train = s["train_size"] or len(data.train_x)
+    seeds = [job["seed"] for job in jobs]
+    recorder = RecordWeights(s["every"], len(seeds))
+    result = train_ensemble(s["model"], seeds, data.train_x[:n_train], data.train_y[:n_train],
+                            task="classification", epochs=s["epochs"], lr=s["lr"],
+                            optimizer=s["optimizer"], weight_decay=s["weight_decay"],
+                            batch_size=s["batch_size"], callbacks=[recorder],
+                            desc=f"MNIST DNN ×{len(seeds)}")
+    initial = flatten(result.ensemble.params).float().cpu()  # the ensemble keeps the weights it began with
+    layer = layer_slice(result.members[0]["state_dict"], s["layer"])
+    outputs = []
+    for m, member in enumerate(result.members):
+        points = [(0, initial[m])] + recorder.points[m]
+        outputs.append({
+            "metrics": {"history": member["history"]},
+            "summary": {"params": int(initial.shape[1]), "train_size": n_train,
+                        "layer_start": layer.start, "layer_stop": layer.stop,
+                        "train_accuracy": member["history"]["train_accuracy"][-1],
+                        "train_loss": member["history"]["train_loss"][-1]},
+            "arrays": {"weights": torch.stack([w for _, w in points]).numpy(),
+                       "epochs": np.array([e for e, _ in points])},
+            "state_dict": member["state_dict"]})
+    return outputs
+
+
+def _surface_jobs(s: dict) -> list[dict]:
+    return grid(plane=s["planes"])
+
+
+def _rings(alphas, betas, loss, radii) -> dict:
+    """The median loss over the grid points at distance ≈ r from the centre, for each r."""
+    a, b = np.meshgrid(alphas, betas)
+    distance = np.hypot(a, b)
+    step = alphas[1] - alphas[0]
+    return {str(r): float(np.median(loss[np.abs(distance - r) <= step / 2])) for r in radii}
+
+
+def _summarize_surface(s: dict, runs, history, stored) -> dict:
+    out = {}
+    for i, run in runs.iterrows():
+        arrays = stored[i]["arrays"]
+        loss = arrays["loss"]
+        low = np.unravel_index(np.argmin(loss), loss.shape)
+        plane = {k: run[k] for k in ("centre_loss", "centre_accuracy", "train_size", "source_seed")}
+        plane.update(grid=list(loss.shape), alpha=[float(arrays["alpha"][0]), float(arrays["alpha"][-1])],
+                     beta=[float(arrays["beta"][0]), float(arrays["beta"][-1])],
+                     min_loss=float(loss.min()), max_loss=float(loss.max()),
+                     min_at=[float(arrays["alpha"][low[1]]), float(arrays["beta"][low[0]])])
+        if run["plane"] == "random":
+            plane["ring_median_loss"] = _rings(arrays["alpha"], arrays["beta"], loss, (0.25, 0.5, 1.0))
+        else:
+            plane["in_plane_share"] = float(run["in_plane_share"])
+            plane["path"] = {"epochs": arrays["path_epoch"].tolist(),
+                             "loss": arrays["path_loss"].tolist(),
+                             "plane_loss": arrays["path_plane_loss"].tolist()}
+        out[run["plane"]] = plane
+    return {"planes": out}
+
+
+@experiment("1.2-error-surface", section="1.2", jobs=_surface_jobs, summarize=_summarize_surface)
+def error_surfaces(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
+    """The training loss over planes through the end point of the 1.2-pca run of the base seed."""
+    source = s["source"]
+    seed = jobs[0]["seed"]
+    trained = run_experiment(source["experiment"], source["profile"], device.type, seed=seed)
+    row = trained.runs.index[trained.runs["seed"] == seed][0]
+    run = trained.stored[row]
+    centre = results.load_state_dict(run)
+    data = load_mnist(device)
+    n = s["train_size"] or len(data.train_x)
+    x, y = data.train_x[:n], data.train_y[:n]
+    spec = source["model"]
+    outputs = []
+    for job in jobs:
+        desc = f"{job['plane']} plane"
+        if job["plane"] == "random":
+            generator = torch.Generator().manual_seed(seed)
+            directions = (filter_normalized_direction(centre, generator),
+                          filter_normalized_direction(centre, generator))
+            alphas = betas = grid_points(s["random_half_width"], s["grid"])
+            extra = {}
+        else:
+            # the run's recorded points and its end point; PCA of that one trajectory (Li et al. 2018)
+            path, epochs = run["arrays"]["weights"], run["arrays"]["epochs"]
+            last_epoch = run["metrics"]["history"]["epoch"][-1]
+            if epochs[-1] != last_epoch:  # the end point, when it was not a recorded one
+                path = np.concatenate([path, flat_weights(centre).numpy()[None]])
+                epochs = np.append(epochs, last_epoch)
+            pca = trajectory_pca(path)
+            directions = tuple(as_state_dict(torch.from_numpy(c).float(), centre)
+                               for c in pca["components"])
+            xy = (path - path[-1]).astype(np.float64) @ pca["components"].T
+            lo, hi = np.minimum(xy.min(0), 0), np.maximum(xy.max(0), 0)
+            pad = s["margin"] * (hi - lo)
+            alphas = np.linspace(lo[0] - pad[0], hi[0] + pad[0], s["grid"])
+            betas = np.linspace(lo[1] - pad[1], hi[1] + pad[1], s["grid"])
+            on_plane = plane_losses(spec, centre, directions, xy, x, y, members=s["members"],
+                                    desc="path on the plane")
+            # the loss at the path's own points, off the plane, on the same images
+            points = stack_state_dicts([as_state_dict(torch.from_numpy(p), centre) for p in path], device)
+            actual = evaluate_members(Ensemble(spec, [seed], "cpu").forward_fn(True), points, x, y,
+                                      "classification")
+            extra = {"arrays": {"path_x": xy[:, 0], "path_y": xy[:, 1], "path_epoch": epochs,
+                                "path_loss": actual["loss"].cpu().numpy(),
+                                "path_plane_loss": on_plane["loss"]},
+                     "summary": {"in_plane_share": float(pca["explained_variance_ratio"].sum())}}
+        surface = loss_surface(spec, centre, directions, alphas, betas, x, y, members=s["members"],
+                               desc=desc)
+        centre_metrics = plane_losses(spec, centre, directions, np.zeros((1, 2)), x, y, members=1,
+                                      desc="centre")
+        outputs.append({
+            "metrics": {"history": {"epoch": []}},
+            "summary": {"source_seed": seed, "train_size": n,
+                        "centre_loss": float(centre_metrics["loss"][0]),
+                        "centre_accuracy": float(centre_metrics["accuracy"][0]),
+                        **extra.get("summary", {})},
+            "arrays": {"alpha": alphas, "beta": betas, "loss": surface["loss"],
+                       "accuracy": surface["accuracy"], **extra.get("arrays", {})}})
+    return outputs
