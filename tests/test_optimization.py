@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
+from hw1lib import results
 from hw1lib.data import load_mnist, target_function
 from hw1lib.experiments import run_experiment
 from hw1lib.experiments.optimization import largest_spikes, rank_correlation
 from hw1lib.models import build_model
+from hw1lib.profiles import EXPERIMENTS, settings
 from hw1lib.train import train
 
 
@@ -202,3 +204,12 @@ def test_the_error_surface_is_centred_on_the_trained_model_and_the_path_ends_the
         net.load_state_dict(state)
         with torch.no_grad():
             assert path["loss"][i] == pytest.approx(F.cross_entropy(net(x), y).item(), rel=1e-5)
+
+
+def test_the_error_surface_is_recomputed_when_the_run_it_is_drawn_around_would_change(monkeypatch):
+    def key():
+        s = settings("1.2-error-surface", "smoke")
+        return results.config_hash(results.run_config(s, {"plane": "random", "seed": 0}, "cpu", "code"))
+    before = key()
+    monkeypatch.setitem(EXPERIMENTS["1.2-pca"], "lr", 2 * EXPERIMENTS["1.2-pca"]["lr"])
+    assert key() != before
