@@ -29,11 +29,20 @@ from . import Hw1Error, results_root
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The modules whose code produces the numbers stored in a run folder (loading data, building and
-# training models, the job grid); each experiment adds its own module. Not among them: plots and the
-# report (a figure change retrains nothing), and stats.py, whose summaries over runs are rebuilt from
-# the stored runs on every call and never stored per run.
-NUMERIC_MODULES = ("data.py", "models.py", "train.py", "experiments/core.py")
+# The modules whose code produces the numbers stored in a run folder are every module of the package
+# (data, models, training, ensembles, curvature, landscape, …, a new one included) and the runner;
+# each experiment adds its own module. Not among them: the modules that only present or store
+# results (a figure change retrains nothing), the settings (their values are part of the key
+# themselves), and stats.py, whose summaries over runs are rebuilt from the stored runs on every call.
+NOT_NUMERIC = frozenset({"plots.py", "report.py", "labels.py", "__main__.py", "profiles.py", "stats.py",
+                         "results.py"})
+
+
+def numeric_modules(package_dir: Path = PACKAGE_DIR) -> tuple[str, ...]:
+    return tuple(sorted(p.name for p in package_dir.glob("*.py") if p.name not in NOT_NUMERIC)
+                 + ["experiments/core.py"])
+
+
 # Fields that only name or annotate things; they never change a result, so never the cache key.
 DISPLAY_ONLY = frozenset({"label", "seed_report"})
 
@@ -53,10 +62,10 @@ def without_display_fields(value):
 
 
 def code_fingerprint(extra: tuple[str, ...] = (), package_dir: Path = PACKAGE_DIR) -> str:
-    """A hash of the source of NUMERIC_MODULES plus `extra` (paths relative to the package), so a
-    stored run stops matching as soon as the code that produced it changes."""
+    """A hash of the source of the numeric modules plus `extra` (paths relative to the package), so
+    a stored run stops matching as soon as the code that produced it changes."""
     digest = hashlib.sha256()
-    for name in sorted(set(NUMERIC_MODULES) | set(extra)):
+    for name in sorted(set(numeric_modules(package_dir)) | set(extra)):
         digest.update(name.encode() + b"\0" + (package_dir / name).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

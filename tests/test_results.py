@@ -72,17 +72,29 @@ def test_every_setting_the_seed_and_the_device_change_the_key(experiment):
     assert results.config_hash(results.run_config(s, job, "cpu", "other code")) != key
 
 
-def test_a_line_of_train_py_changes_the_code_fingerprint(tmp_path):
+@pytest.mark.parametrize("module, line", [("train.py", "optimizer.step()"),
+                                          ("ensemble.py", "state.optimizer.step()"),
+                                          ("landscape.py", "d.zero_()")])
+def test_a_line_of_a_numeric_module_changes_the_code_fingerprint(tmp_path, module, line):
     copy = tmp_path / "hw1lib"
     shutil.copytree(results.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     before = results.code_fingerprint(("experiments/deep_vs_shallow.py",), package_dir=copy)
     assert before == results.code_fingerprint(("experiments/deep_vs_shallow.py",))
     (copy / "plots.py").write_text("# a figure change\n" + (copy / "plots.py").read_text())
     assert results.code_fingerprint(("experiments/deep_vs_shallow.py",), package_dir=copy) == before
-    source = (copy / "train.py").read_text()
-    (copy / "train.py").write_text(source.replace("optimizer.step()", "optimizer.step()  # x", 1))
+    source = (copy / module).read_text()
+    assert line in source
+    (copy / module).write_text(source.replace(line, line + "  # x", 1))
     assert results.code_fingerprint(("experiments/deep_vs_shallow.py",), package_dir=copy) != before
     assert results.code_fingerprint(("experiments/deep_vs_shallow.py",)) == before  # the original
+
+
+def test_a_new_module_of_the_package_counts_as_numeric(tmp_path):
+    copy = tmp_path / "hw1lib"
+    shutil.copytree(results.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = results.code_fingerprint(package_dir=copy)
+    (copy / "newthing.py").write_text("SCALE = 2\n")
+    assert results.code_fingerprint(package_dir=copy) != before
 
 
 def test_an_interrupted_run_is_recomputed_not_mistaken_for_complete(results_dir):
