@@ -123,6 +123,31 @@ EXPERIMENTS = {
             "smoke": {"grid": 7, "train_size": 500, "seeds": 1},
         },
     },
+    "1.3-random-labels": {
+        # one hidden layer of 512: 407,050 parameters, several times the 60,000 labels to memorize
+        "model": {"kind": "mlp", "widths": [784, 512, 10], "activation": "relu"},
+        "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "batch_size": 128,
+        "label_seed": 0,  # fixes the permutation of the training labels (the same for every run)
+        "memorized_accuracy": 0.99,  # "fitted": the first epoch with training accuracy ≥ this
+        "scale": {
+            "full": {"epochs": 1000, "seeds": 3, "train_size": None},  # all 60,000, as the seed
+            "quick": {"epochs": 250, "seeds": 2, "train_size": 2000},  # small enough to memorize on a CPU
+            "smoke": {"epochs": 4, "seeds": 2, "train_size": 300},
+        },
+        "seed_report": {"epochs": 1000, "train_loss": 0.0305, "test_loss": 11.55, "test_accuracy": 10.86},
+    },
+    "1.3-params": {
+        # MLPs 784-h-10: 47,710 … 1,582,060 parameters, the seed's ten models
+        "widths": [60, 120, 250, 500, 570, 720, 1050, 1200, 1550, 1990],
+        "activation": "relu", "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 128,
+        "scale": {
+            "full": {"epochs": 20, "seeds": 3, "train_size": None},
+            "quick": {"epochs": 5, "seeds": 2, "train_size": 5000},
+            "smoke": {"epochs": 1, "seeds": 2, "train_size": 500},
+        },
+        "seed_report": {"params": [47710, 95410, 198760, 397510, 453160, 572410, 834760, 954010,
+                                   1232260, 1582060]},
+    },
 }
 
 

@@ -15,6 +15,8 @@ SECTION_HEADINGS = {
                          "1.2b Gradient norm during training",
                          "1.2c What happens when the gradient is almost zero",
                          "1.2 bonus: the error surface"],
+    "1.3-generalization": ["1.3 Generalization", "1.3a Can the network fit random labels?",
+                           "1.3b Number of parameters vs generalization"],
 }
 
 
@@ -152,3 +154,16 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
     assert f"The trained model has training loss {random_plane['centre_loss']:.3g}" in text
     assert ("is " + ", ".join(f"{v:.3g}" for v in random_plane["ring_median_loss"].values())) in text
     assert f"two directions hold {100 * pca_plane['in_plane_share']:.1f} % of the path's variance" in text
+
+    # 1.3
+    rl, pm = settings("1.3-random-labels", "smoke"), settings("1.3-params", "smoke")
+    random_labels, params = summaries["1.3-random-labels"], summaries["1.3-params"]
+    rand = random_labels["table"]["random"]
+    assert f"for {rl['epochs']:,} epochs on the first {rl['train_size']:,} training images" in text
+    acc = rand["test_accuracy"]
+    assert f"the test accuracy {100 * acc['mean']:.2f} [{100 * acc['min']:.2f}–{100 * acc['max']:.2f}] %" in text
+    first, last = params["table"][0], params["table"][-1]
+    assert (f"Test accuracy goes from {100 * first['test_accuracy']['mean']:.2f} "
+            f"[{100 * first['test_accuracy']['min']:.2f}–{100 * first['test_accuracy']['max']:.2f}] % at "
+            f"{first['params']:,} parameters") in text
+    assert f"{pm['epochs']} epoch" in text and f"{first['seeds']} seeds per width" in text

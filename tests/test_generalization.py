@@ -1,0 +1,80 @@
+"""Section 1.3 on the smoke profile: stored models re-measured with plain modules, labels checked."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hw1lib.data import load_mnist
+from hw1lib.experiments import run_experiment
+from hw1lib.experiments.generalization import first_epoch_at, permuted_labels
+from hw1lib.models import build_model
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mnist_dir):
+    folder = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HW1_RESULTS_DIR", str(folder))
+        return run_experiment("1.3-random-labels", "smoke", "cpu"), run_experiment("1.3-params", "smoke", "cpu")
+
+
+def _measure(spec, run_dir, x, y):
+    net = build_model(spec)
+    net.load_state_dict(torch.load(run_dir + "/model.pt", weights_only=True))
+    with torch.no_grad():
+        out = net.eval()(x)
+    return F.cross_entropy(out.double(), y).item(), (out.argmax(1) == y).double().mean().item()
+
+
+def test_the_permutation_is_fixed_by_its_seed_and_keeps_the_class_counts():
+    labels = torch.arange(1000) % 10
+    a, b, other = permuted_labels(labels, 7), permuted_labels(labels, 7), permuted_labels(labels, 8)
+    assert torch.equal(a, b) and not torch.equal(a, other)
+    assert torch.equal(torch.bincount(a), torch.bincount(labels))
+    assert (a == labels).float().mean() < 0.2  # about 1 in 10 keep their label by chance
+
+
+def test_random_label_runs_are_measured_on_permuted_train_and_true_test_labels(runs):
+    rl = runs[0]
+    s = rl.settings
+    data = load_mnist("cpu")
+    n = s["train_size"]
+    shuffled = permuted_labels(data.train_y[:n], s["label_seed"])
+    assert not torch.equal(shuffled, data.train_y[:n])
+    for _, run in rl.runs.iterrows():
+        train_labels = shuffled if run["labels"] == "random" else data.train_y[:n]
+        loss, accuracy = _measure(s["model"], run["run_dir"], data.train_x[:n], train_labels)
+        assert run["train_loss"] == pytest.approx(loss, rel=1e-5)
+        assert run["train_accuracy"] == pytest.approx(accuracy)
+        loss, accuracy = _measure(s["model"], run["run_dir"], data.test_x, data.test_y)
+        assert run["test_loss"] == pytest.approx(loss, rel=1e-5)
+        assert run["test_accuracy"] == pytest.approx(accuracy)
+    assert set(rl.runs["labels"]) == {"random", "true"}
+    assert rl.summary["table"]["random"]["seeds"] == s["seeds"]
+
+
+def test_first_epoch_at_a_level():
+    history = {"epoch": [1, 2, 3, 4], "train_accuracy": [0.5, 0.99, 0.98, 1.0]}
+    assert first_epoch_at(history, "train_accuracy", 0.99) == 2
+    assert first_epoch_at(history, "train_accuracy", 1.01) is None
+
+
+def test_every_width_has_its_parameter_count_and_its_stored_models_numbers(runs):
+    pm = runs[1]
+    s = pm.settings
+    data = load_mnist("cpu")
+    table = pm.summary["table"]
+    assert [r["width"] for r in table] == sorted(s["widths"])
+    assert [r["params"] for r in table] == [795 * h + 10 for h in sorted(s["widths"])]  # 784h + h + 10h + 10
+    for row in table:
+        g = pm.runs[pm.runs["width"] == row["width"]]
+        assert row["seeds"] == len(g) == s["seeds"]
+        assert row["test_accuracy"]["mean"] == pytest.approx(g["test_accuracy"].mean())
+        assert row["train_loss"]["max"] == pytest.approx(g["train_loss"].max())
+    run = pm.runs.iloc[int(np.argmax(pm.runs["width"]))]
+    spec = {"kind": "mlp", "widths": [784, int(run["width"]), 10], "activation": s["activation"]}
+    loss, accuracy = _measure(spec, run["run_dir"], data.test_x, data.test_y)
+    assert run["test_loss"] == pytest.approx(loss, rel=1e-5)
+    assert run["test_accuracy"] == pytest.approx(accuracy)
+    loss, _ = _measure(spec, run["run_dir"], data.train_x[:s["train_size"]], data.train_y[:s["train_size"]])
+    assert run["train_loss"] == pytest.approx(loss, rel=1e-5)
