@@ -229,17 +229,23 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                    test: tuple[torch.Tensor, torch.Tensor] | None = None,
                    callbacks: Sequence[EnsembleCallback] = (), desc: str = "ensemble",
                    device: str | torch.device | None = None,
-                   dtype: torch.dtype = torch.float32) -> EnsembleResult:
+                   dtype: torch.dtype = torch.float32, eval_every: int = 1) -> EnsembleResult:
     """Train one member per seed, batched; each member as `train.train(spec, ..., seed=s)` would.
 
     train_x / train_y are tensors shared by every member, or sequences of one tensor per member
     (e.g. one target function each). Metrics follow train(): measured after each epoch's updates on
-    the whole training (and test) set, without dropout, in float64.
+    the whole training (and test) set, without dropout, in float64. With eval_every = k > 1 they
+    are measured after every k-th epoch and the last one only (the history's "epoch" says which);
+    training itself is unchanged. A loss threshold needs every epoch measured.
     """
     if task not in TASKS:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     if epochs < 1:
         raise Hw1Error(f"epochs must be at least 1, got {epochs}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise Hw1Error(f"eval_every must be a whole number ≥ 1, got {eval_every!r}")
+    if eval_every > 1 and loss_threshold is not None:
+        raise Hw1Error("a loss threshold is checked after every epoch: use eval_every=1 with it")
     if batch_size is not None and batch_size < 1:
         raise Hw1Error(f"batch_size must be at least 1 (or None for full batch), got {batch_size}")
     ens = Ensemble(spec, seeds, device if device is not None else
@@ -356,6 +362,12 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                 xb, yb = data(rows)
                 step(objective(xb, yb, draw_noise(rows.shape[1]), per_member_batch=True))
         measured = None
+        if epoch % eval_every and epoch != epochs:  # not measured this epoch
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+            if state.stop:
+                break
+            continue
         if reuse_measurement:
             xb, yb = data()
             output = forward(state.params, xb)

@@ -140,10 +140,22 @@ EXPERIMENTS = {
         # MLPs 784-h-10: 47,710 … 1,582,060 parameters, the seed's ten models
         "widths": [60, 120, 250, 500, 570, 720, 1050, 1200, 1550, 1990],
         "activation": "relu", "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 128,
+        "noisy": {"label_noise": 0.2, "noise_seed": 0,
+                  "interpolated": 0.999},  # a width interpolates when every seed has ≥ 99.9 % train accuracy
+        # Beyond the seed: a small training set with 20 % of its labels corrupted, widths from 2 up
+        # across the interpolation threshold (parameters ≈ samples × classes), full-batch Adam for
+        # long enough that the wide nets fit every training label.
         "scale": {
-            "full": {"epochs": 20, "seeds": 3, "train_size": None},
-            "quick": {"epochs": 5, "seeds": 2, "train_size": 5000},
-            "smoke": {"epochs": 1, "seeds": 2, "train_size": 500},
+            "full": {"epochs": 20, "seeds": 3, "train_size": None,
+                     "noisy": {"train_size": 4000, "epochs": 4000, "eval_every": 100,
+                               "widths": [2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 192, 256,
+                                          512, 1024]}},
+            "quick": {"epochs": 5, "seeds": 2, "train_size": 5000,
+                      "noisy": {"train_size": 1000, "epochs": 2000, "eval_every": 100,
+                                "widths": [2, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256]}},
+            "smoke": {"epochs": 1, "seeds": 2, "train_size": 500,
+                      "noisy": {"train_size": 200, "epochs": 60, "eval_every": 20,
+                                "widths": [2, 8, 32, 64]}},
         },
         "seed_report": {"params": [47710, 95410, 198760, 397510, 453160, 572410, 834760, 954010,
                                    1232260, 1582060]},
@@ -164,6 +176,9 @@ def settings(experiment: str, profile: str) -> dict:
         raise Hw1Error(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}")
     spec = copy.deepcopy(EXPERIMENTS[experiment])
     scale = spec.pop("scale")[profile]
+    for key, value in scale.items():  # a dict in the scale adds to the fixed dict of that name
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            scale[key] = {**spec[key], **value}
     if "source" in spec:  # an experiment built on another's runs depends on all of that one's settings
         spec["source"] = settings(spec["source"], profile)
     return {**spec, **scale, "experiment": experiment, "profile": profile}

@@ -135,3 +135,21 @@ def test_bad_ensemble_inputs_are_clear_errors():
         Ensemble(MLP, [1, -2])
     with pytest.raises(Hw1Error, match="epochs"):
         train_ensemble(MLP, [0], x, y, task="regression", epochs=0, lr=0.01)
+
+
+@pytest.mark.parametrize("batch_size", [64, None])
+def test_measuring_every_third_epoch_changes_nothing_but_which_epochs_are_measured(batch_size):
+    x, y = classification_problem(n=128, dtype=torch.float64)
+    settings = dict(task="classification", epochs=8, lr=0.01, batch_size=batch_size, dtype=torch.float64,
+                    test=(x[:32], y[:32]))
+    every = train_ensemble(SMALL_CNN, [0, 1], x, y, **settings)
+    sparse = train_ensemble(SMALL_CNN, [0, 1], x, y, eval_every=3, **settings)
+    for full, thin in zip(every.members, sparse.members):
+        assert thin["history"]["epoch"] == [3, 6, 8]  # every third, and the last
+        for key, values in thin["history"].items():
+            assert values == [full["history"][key][e - 1] for e in thin["history"]["epoch"]], key
+        assert max_difference(full["state_dict"], thin["state_dict"]) == 0.0
+    with pytest.raises(Hw1Error, match="loss threshold"):
+        train_ensemble(SMALL_CNN, [0], x, y, eval_every=2, loss_threshold=0.1, **settings)
+    with pytest.raises(Hw1Error, match="eval_every"):
+        train_ensemble(SMALL_CNN, [0], x, y, eval_every=0, **settings)

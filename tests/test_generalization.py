@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from hw1lib.data import load_mnist
 from hw1lib.experiments import run_experiment
-from hw1lib.experiments.generalization import first_epoch_at, permuted_labels
+from hw1lib.experiments.generalization import (corrupted_labels, first_epoch_at, interior_peaks,
+                                               permuted_labels)
 from hw1lib.models import build_model
 
 
@@ -64,17 +65,59 @@ def test_every_width_has_its_parameter_count_and_its_stored_models_numbers(runs)
     s = pm.settings
     data = load_mnist("cpu")
     table = pm.summary["table"]
+    clean = pm.runs[pm.runs["sweep"] == "clean"]
     assert [r["width"] for r in table] == sorted(s["widths"])
     assert [r["params"] for r in table] == [795 * h + 10 for h in sorted(s["widths"])]  # 784h + h + 10h + 10
     for row in table:
-        g = pm.runs[pm.runs["width"] == row["width"]]
+        g = clean[clean["width"] == row["width"]]
         assert row["seeds"] == len(g) == s["seeds"]
         assert row["test_accuracy"]["mean"] == pytest.approx(g["test_accuracy"].mean())
         assert row["train_loss"]["max"] == pytest.approx(g["train_loss"].max())
-    run = pm.runs.iloc[int(np.argmax(pm.runs["width"]))]
+    run = clean.loc[clean["width"].idxmax()]
     spec = {"kind": "mlp", "widths": [784, int(run["width"]), 10], "activation": s["activation"]}
     loss, accuracy = _measure(spec, run["run_dir"], data.test_x, data.test_y)
     assert run["test_loss"] == pytest.approx(loss, rel=1e-5)
     assert run["test_accuracy"] == pytest.approx(accuracy)
     loss, _ = _measure(spec, run["run_dir"], data.train_x[:s["train_size"]], data.train_y[:s["train_size"]])
     assert run["train_loss"] == pytest.approx(loss, rel=1e-5)
+
+
+def test_corruption_changes_exactly_the_stated_share_to_other_classes():
+    labels = torch.arange(1000) % 10
+    noisy, mask = corrupted_labels(labels, 0.2, seed=3)
+    assert mask.sum() == 200 and ((noisy != labels) == mask).all()
+    again, _ = corrupted_labels(labels, 0.2, seed=3)
+    assert torch.equal(noisy, again) and not torch.equal(noisy, corrupted_labels(labels, 0.2, seed=4)[0])
+    assert noisy.min() >= 0 and noisy.max() <= 9
+    assert len(torch.unique(noisy[mask] - labels[mask])) > 5  # spread over the other classes
+
+
+def test_interior_peaks_are_rises_followed_by_a_descent_to_the_end():
+    assert interior_peaks([5, 4, 6, 3, 2]) == [2]
+    assert interior_peaks([5, 4, 3, 2]) == []  # falling only
+    assert interior_peaks([1, 3, 2, 4]) == []  # rises again above the peak
+    assert interior_peaks([1, 4, 2, 3, 1]) == [1, 3]  # two rises, each followed by a descent to the end
+    assert interior_peaks([1, 2, 1, 3, 1]) == [3]
+
+
+def test_the_noisy_sweep_fits_corrupted_labels_and_is_tested_on_true_ones(runs):
+    pm = runs[1]
+    s = pm.settings["noisy"]
+    data = load_mnist("cpu")
+    n = s["train_size"]
+    labels, mask = corrupted_labels(data.train_y[:n], s["label_noise"], s["noise_seed"])
+    noisy = pm.runs[pm.runs["sweep"] == "noisy"]
+    assert sorted(noisy["width"].unique()) == sorted(s["widths"])
+    run = noisy.loc[noisy["width"].idxmax()]
+    spec = {"kind": "mlp", "widths": [784, int(run["width"]), 10], "activation": pm.settings["activation"]}
+    loss, accuracy = _measure(spec, run["run_dir"], data.train_x[:n], labels)
+    assert run["train_loss"] == pytest.approx(loss, rel=1e-5) and run["train_accuracy"] == pytest.approx(accuracy)
+    loss, accuracy = _measure(spec, run["run_dir"], data.test_x, data.test_y)
+    assert run["test_accuracy"] == pytest.approx(accuracy)
+    summary = pm.summary["noisy"]
+    assert summary["threshold_params"] == 10 * n and summary["train_size"] == n
+    rows = {r["width"]: r for r in summary["table"]}
+    for width, g in noisy.groupby("width"):
+        assert rows[width]["test_error"]["mean"] == pytest.approx(1 - g["test_accuracy"].mean())
+    fits = [w for w in sorted(rows) if rows[w]["train_accuracy"]["min"] >= s["interpolated"]]
+    assert summary["first_interpolating_width"] == (fits[0] if fits else None)

@@ -167,3 +167,6 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
             f"[{100 * first['test_accuracy']['min']:.2f}–{100 * first['test_accuracy']['max']:.2f}] % at "
             f"{first['params']:,} parameters") in text
     assert f"{pm['epochs']} epoch" in text and f"{first['seeds']} seeds per width" in text
+    noisy = params["noisy"]
+    assert f"about samples × classes = {noisy['threshold_params']:,} parameters here" in text
+    assert (f"with {100 * noisy['label_noise']:.0f} % of their labels replaced by another class") in text

@@ -2,7 +2,9 @@
 
 1.3-random-labels: an MLP trained on MNIST whose training labels are a fixed random permutation,
                    beside the same MLP on the true labels (Zhang et al. 2017).
-1.3-params:        MLPs 784-h-10 of ten widths, train and test loss and accuracy against parameters.
+1.3-params:        MLPs 784-h-10 of ten widths, train and test loss and accuracy against parameters;
+                   and a wider sweep on a small training set with 20 % of its labels corrupted,
+                   trained to interpolation, to look for a second descent of the test error.
 
 Train and test numbers are always measured on the whole training set used (all 60,000 images, or the
 stated subset) and on all 10,000 test images, after each epoch, in eval mode.
@@ -28,6 +30,21 @@ def permuted_labels(labels: torch.Tensor, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=generator).to(labels.device)
     return labels[order]
+
+
+def corrupted_labels(labels: torch.Tensor, fraction: float, seed: int, classes: int = 10):
+    """Exactly round(fraction · n) labels, chosen by `seed`, replaced by one of the other classes
+    (uniformly): returns (labels, mask of the corrupted ones)."""
+    if not 0 <= fraction <= 1:
+        raise Hw1Error(f"the corrupted fraction must be between 0 and 1; got {fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    n = len(labels)
+    chosen = torch.randperm(n, generator=generator)[:round(fraction * n)]
+    shift = torch.randint(1, classes, (len(chosen),), generator=generator)
+    out, mask = labels.clone().cpu(), torch.zeros(n, dtype=torch.bool)
+    out[chosen] = (out[chosen] + shift) % classes
+    mask[chosen] = True
+    return out.to(labels.device), mask.to(labels.device)
 
 
 def first_epoch_at(history: dict, metric: str, level: float) -> int | None:
@@ -85,36 +102,81 @@ def fit_random_labels(s: dict, jobs: list[dict], device: torch.device) -> list[d
 
 
 def _params_jobs(s: dict) -> list[dict]:
-    return grid(width=s["widths"])
+    return grid(sweep=["clean"], width=s["widths"]) + grid(sweep=["noisy"], width=s["noisy"]["widths"])
 
 
-def _summarize_params(s: dict, runs, history) -> dict:
+def _width_rows(runs) -> list[dict]:
     rows = []
     for width, g in runs.groupby("width", sort=True):
         rows.append({"width": int(width), "params": int(g["params"].iloc[0]), "seeds": len(g),
                      **{k: spread(g[k]) for k in METRICS},
+                     "test_error": spread(1 - g["test_accuracy"]),
                      "gap_loss": spread(g["test_loss"] - g["train_loss"]),
                      "gap_accuracy": spread(g["train_accuracy"] - g["test_accuracy"])})
+    return rows
+
+
+def interior_peaks(values: list[float]) -> list[int]:
+    """Indices i (not the ends) where values[i] is above its neighbours and above every later value:
+    a rise that is followed by a descent to the end of the sweep."""
+    return [i for i in range(1, len(values) - 1)
+            if values[i] > values[i - 1] and values[i] > max(values[i + 1:])]
+
+
+def _double_descent(s: dict, runs) -> dict:
+    rows = _width_rows(runs)
+    n = int(runs["train_size"].iloc[0])
+    threshold = n * 10  # parameters ≈ samples × classes (Belkin et al. 2019)
+    interpolating = [r for r in rows if r["train_accuracy"]["min"] >= s["noisy"]["interpolated"]]
+    out = {"table": rows, "train_size": n, "label_noise": s["noisy"]["label_noise"],
+           "threshold_params": threshold,
+           "first_interpolating_width": interpolating[0]["width"] if interpolating else None,
+           "first_interpolating_params": interpolating[0]["params"] if interpolating else None}
+    for metric in ("test_error", "test_loss"):
+        means = [r[metric]["mean"] for r in rows]
+        peaks = []
+        for i in interior_peaks(means):
+            before, after = rows[i - 1][metric], rows[-1][metric]
+            peaks.append({"width": rows[i]["width"], "params": rows[i]["params"], "value": means[i],
+                          "before": before["mean"], "at_largest": after["mean"],
+                          # beyond seed noise: every seed of the peak above every seed on both sides
+                          "beyond_seed_spread": bool(rows[i][metric]["min"] > before["max"]
+                                                     and rows[i][metric]["min"] > after["max"])})
+        out[f"{metric}_peaks"] = peaks
+    return out
+
+
+def _summarize_params(s: dict, runs, history) -> dict:
+    clean = runs[runs["sweep"] == "clean"]
+    rows = _width_rows(clean)
     best = max(rows, key=lambda r: r["test_accuracy"]["mean"])
     worst = min(rows, key=lambda r: r["test_accuracy"]["mean"])
     return {"table": rows, "best_width": best["width"], "worst_width": worst["width"],
-            "train_size": int(runs["train_size"].iloc[0]), "test_size": int(runs["test_size"].iloc[0]),
-            "seed_report_params": s["seed_report"]["params"]}
+            "train_size": int(clean["train_size"].iloc[0]), "test_size": int(clean["test_size"].iloc[0]),
+            "seed_report_params": s["seed_report"]["params"],
+            "noisy": _double_descent(s, runs[runs["sweep"] == "noisy"])}
 
 
 @experiment("1.3-params", section="1.3", jobs=_params_jobs, summarize=_summarize_params,
-            group_by=("width",))
+            group_by=("sweep", "width"))
 def train_widths(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
-    """Every seed of one width, as one ensemble."""
+    """Every seed of one width of one sweep, as one ensemble."""
     data = load_mnist(device)
-    n = _train_size(s, len(data.train_x))
-    width = jobs[0]["width"]
+    width, sweep = jobs[0]["width"], jobs[0]["sweep"]
     spec = {"kind": "mlp", "widths": [784, width, 10], "activation": s["activation"]}
-    result = train_ensemble(spec, [job["seed"] for job in jobs], data.train_x[:n], data.train_y[:n],
-                            task="classification", epochs=s["epochs"], lr=s["lr"],
+    if sweep == "clean":
+        n = _train_size(s, len(data.train_x))
+        labels, epochs, batch_size, eval_every = data.train_y[:n], s["epochs"], s["batch_size"], 1
+    else:  # trained to interpolation, full batch, on a few corrupted labels
+        noisy = s["noisy"]
+        n = _train_size(noisy, len(data.train_x))
+        labels = corrupted_labels(data.train_y[:n], noisy["label_noise"], noisy["noise_seed"])[0]
+        epochs, batch_size, eval_every = noisy["epochs"], None, noisy["eval_every"]
+    result = train_ensemble(spec, [job["seed"] for job in jobs], data.train_x[:n], labels,
+                            task="classification", epochs=epochs, lr=s["lr"],
                             optimizer=s["optimizer"], weight_decay=s["weight_decay"],
-                            batch_size=s["batch_size"], test=(data.test_x, data.test_y),
-                            desc=f"width {width} ×{len(jobs)}")
+                            batch_size=batch_size, test=(data.test_x, data.test_y),
+                            eval_every=eval_every, desc=f"{sweep} width {width} ×{len(jobs)}")
     params = count_params(build_model(spec))
     return [{"metrics": {"history": m["history"]},
              "summary": {"params": params, "train_size": n, "test_size": len(data.test_x),
