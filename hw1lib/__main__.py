@@ -21,8 +21,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from .experiments import REGISTRY
 
-    run = commands.add_parser("run", help="run one experiment and write its summary.json")
-    run.add_argument("experiment", help=f"one of: {', '.join(REGISTRY)}")
+    by_section = sorted(REGISTRY.values(), key=lambda e: tuple(map(int, e.section.split("."))))
+    run = commands.add_parser(
+        "run", help="run one experiment and write its summary.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="experiments:\n" + "\n".join(f"  {e.id:<20} section {e.section}" for e in by_section))
+    run.add_argument("experiment", help="the experiment's id (listed below)")
     run.add_argument("--profile", default=None,
                      help="smoke | quick | full (default: full with a GPU, quick without)")
     common(run)

@@ -139,3 +139,27 @@ def grid_points(half_width: float, points: int, centre: float = 0.0) -> np.ndarr
         raise Hw1Error(f"a grid needs at least 2 points and a positive finite half width; got "
                        f"{points} points, half width {half_width}")
     return np.linspace(centre - half_width, centre + half_width, points)
+
+
+@torch.no_grad()
+def line_metrics(spec: dict, start: dict, end: dict, alphas, x: torch.Tensor, y: torch.Tensor, *,
+                 members: int = 32, desc: str = "interpolation", batch_size: int = 10_000) -> dict:
+    """Loss and accuracy of θ(α) = (1 − α)·start + α·end for every α, on all of (x, y), `members`
+    points at a time as one batched model. At α = 0 and α = 1 the weights are exactly start and end.
+    Returns {"loss", "accuracy"}: float64 numpy arrays, one entry per α."""
+    if members < 1:
+        raise Hw1Error(f"members must be at least 1, got {members}")
+    device = x.device
+    forward = Ensemble(spec, [0], "cpu").forward_fn(True)  # only its structure is used
+    a, b = ({k: v.to(device, torch.float32) for k, v in d.items()} for d in (start, end))
+    alphas = torch.tensor(np.asarray(alphas, dtype=np.float64), dtype=torch.float32, device=device)
+    loss, accuracy = [], []
+    for first in tqdm(range(0, len(alphas), members), desc=desc, disable=not show_progress(),
+                      leave=False):
+        t = alphas[first:first + members]
+        params = {k: (1 - t).view(-1, *[1] * a[k].dim()) * a[k] + t.view(-1, *[1] * a[k].dim()) * b[k]
+                  for k in a}
+        metrics = evaluate_members(forward, params, x, y, "classification", batch_size=batch_size)
+        loss.append(metrics["loss"].cpu())
+        accuracy.append(metrics["accuracy"].cpu())
+    return {"loss": torch.cat(loss).numpy(), "accuracy": torch.cat(accuracy).numpy()}

@@ -160,6 +160,24 @@ EXPERIMENTS = {
         "seed_report": {"params": [47710, 95410, 198760, 397510, 453160, 572410, 834760, 954010,
                                    1232260, 1582060]},
     },
+    "1.3-interpolation": {
+        # one hidden layer, as the seed's; two models per pair from the same initialization (Keskar et al.)
+        "model": {"kind": "mlp", "widths": [784, 512, 10], "activation": "relu"},
+        "optimizer": "adam", "weight_decay": 1e-4,
+        "pairs": {
+            "lr": {"label": "learning rate", "a": {"lr": 1e-3, "batch_size": 128},
+                   "b": {"lr": 1e-2, "batch_size": 128}},  # the seed's pair
+            "batch": {"label": "batch size", "a": {"lr": 1e-3, "batch_size": 64},
+                      "b": {"lr": 1e-3, "batch_size": 1024}},
+        },
+        "alpha_range": [-1.0, 2.0],
+        "flatness_step": 0.2,  # flatness of an end: the mean rise of the training loss at α ± 0.2
+        "scale": {
+            "full": {"epochs": 5, "seeds": 3, "train_size": None, "alphas": 61},  # the seed's 5 epochs
+            "quick": {"epochs": 5, "seeds": 2, "train_size": 10_000, "alphas": 31},
+            "smoke": {"epochs": 1, "seeds": 2, "train_size": 500, "alphas": 16},
+        },
+    },
 }
 
 

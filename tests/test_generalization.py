@@ -4,10 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hw1lib import Hw1Error
 from hw1lib.data import load_mnist
 from hw1lib.experiments import run_experiment
 from hw1lib.experiments.generalization import (corrupted_labels, first_epoch_at, interior_peaks,
-                                               permuted_labels)
+                                               line_flatness, permuted_labels)
 from hw1lib.models import build_model
 
 
@@ -16,7 +17,8 @@ def runs(tmp_path_factory, mnist_dir):
     folder = tmp_path_factory.mktemp("results")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HW1_RESULTS_DIR", str(folder))
-        return run_experiment("1.3-random-labels", "smoke", "cpu"), run_experiment("1.3-params", "smoke", "cpu")
+        return (run_experiment("1.3-random-labels", "smoke", "cpu"), run_experiment("1.3-params", "smoke", "cpu"),
+                run_experiment("1.3-interpolation", "smoke", "cpu"))
 
 
 def _measure(spec, run_dir, x, y):
@@ -121,3 +123,38 @@ def test_the_noisy_sweep_fits_corrupted_labels_and_is_tested_on_true_ones(runs):
         assert rows[width]["test_error"]["mean"] == pytest.approx(1 - g["test_accuracy"].mean())
     fits = [w for w in sorted(rows) if rows[w]["train_accuracy"]["min"] >= s["interpolated"]]
     assert summary["first_interpolating_width"] == (fits[0] if fits else None)
+
+
+def test_the_ends_of_each_line_are_the_two_trained_models(runs):
+    ip = runs[2]
+    s = ip.settings
+    data = load_mnist("cpu")
+    n = s["train_size"]
+    for _, run in ip.runs.iterrows():
+        alpha = ip.stored[_]["arrays"]["alpha"]
+        arrays = ip.stored[_]["arrays"]
+        both = torch.load(run["run_dir"] + "/model.pt", weights_only=True)
+        for end, at in (("a", 0.0), ("b", 1.0)):
+            i = int(np.flatnonzero(alpha == at)[0])
+            assert arrays["train_loss"][i] == pytest.approx(run[f"{end}_train_loss"], rel=1e-5)
+            assert arrays["test_accuracy"][i] == pytest.approx(run[f"{end}_test_accuracy"], abs=1e-4)
+            net = build_model(s["model"])
+            net.load_state_dict({k[2:]: v for k, v in both.items() if k.startswith(end + ".")})
+            with torch.no_grad():
+                out = net.eval()(data.test_x)
+            assert arrays["test_accuracy"][i] == pytest.approx((out.argmax(1) == data.test_y).double().mean().item(), abs=1e-4)
+            assert arrays["test_loss"][i] == pytest.approx(F.cross_entropy(out.double(), data.test_y).item(), rel=1e-5)
+        assert run["flatness_a"] == pytest.approx(line_flatness(alpha, arrays["train_loss"], 0.0, s["flatness_step"])["mean"])
+    pair = ip.summary["pairs"]["lr"]
+    assert pair["a"]["lr"] != pair["b"]["lr"] and pair["seeds"] == s["seeds"]
+
+
+def test_line_flatness_on_a_parabola():
+    alphas = np.round(np.linspace(-1, 2, 16), 10)
+    rise = line_flatness(alphas, alphas ** 2, 0.0, 0.2)
+    assert rise["left"] == pytest.approx(0.04) and rise["right"] == pytest.approx(0.04)
+    rise = line_flatness(alphas, alphas ** 2, 1.0, 0.2)
+    assert rise["left"] == pytest.approx(0.64 - 1) and rise["right"] == pytest.approx(1.44 - 1)
+    assert rise["mean"] == pytest.approx(0.04)
+    with pytest.raises(Hw1Error, match="not on the interpolation grid"):
+        line_flatness(alphas, alphas ** 2, 0.0, 0.15)

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from hw1lib import Hw1Error
 from hw1lib.landscape import (as_state_dict, between_run_share, filter_normalized_direction,
-                              flat_weights, layer_slice, loss_surface, trajectory_pca)
+                              flat_weights, layer_slice, line_metrics, loss_surface,
+                              trajectory_pca)
 from hw1lib.models import build_model
 
 SPEC = {"kind": "mlp", "widths": [6, 5, 4, 3], "activation": "relu"}
@@ -90,3 +91,23 @@ def test_every_grid_point_is_the_loss_of_that_model_built_by_hand():
                 out = net(x)
             assert surface["loss"][i, j] == pytest.approx(F.cross_entropy(out, y).item(), rel=1e-5)
             assert surface["accuracy"][i, j] == pytest.approx((out.argmax(1) == y).double().mean().item())
+
+
+def test_the_line_between_two_models_matches_models_built_by_hand_and_hits_both_ends_exactly():
+    a, b = _model(0).state_dict(), _model(1).state_dict()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+    alphas = np.array([-0.5, 0.0, 0.3, 1.0, 1.7])
+    line = line_metrics(SPEC, a, b, alphas, x, y, members=2, batch_size=16)
+    net = build_model(SPEC)
+    for i, t in enumerate(alphas):
+        net.load_state_dict({k: (1 - t) * a[k] + t * b[k] for k in a})
+        with torch.no_grad():
+            out = net(x)
+        assert line["loss"][i] == pytest.approx(F.cross_entropy(out, y).item(), rel=1e-5)
+        assert line["accuracy"][i] == (out.argmax(1) == y).double().mean().item()
+    ends = line_metrics(SPEC, a, b, np.array([0.0, 1.0]), x, y, members=1)
+    for i, state in enumerate((a, b)):
+        net.load_state_dict(state)
+        with torch.no_grad():
+            assert ends["loss"][i] == pytest.approx(F.cross_entropy(net(x).double(), y).item(), rel=1e-12)

@@ -16,7 +16,8 @@ SECTION_HEADINGS = {
                          "1.2c What happens when the gradient is almost zero",
                          "1.2 bonus: the error surface"],
     "1.3-generalization": ["1.3 Generalization", "1.3a Can the network fit random labels?",
-                           "1.3b Number of parameters vs generalization"],
+                           "1.3b Number of parameters vs generalization",
+                           "1.3c Flatness vs generalization, part 1: interpolation"],
 }
 
 
@@ -170,3 +171,8 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
     noisy = params["noisy"]
     assert f"about samples × classes = {noisy['threshold_params']:,} parameters here" in text
     assert (f"with {100 * noisy['label_noise']:.0f} % of their labels replaced by another class") in text
+    interpolation = summaries["1.3-interpolation"]
+    for pair in interpolation["pairs"].values():
+        f = pair["flatness_a"]
+        assert f"The loss rises by {f['mean']:.3g} [{f['min']:.3g}–{f['max']:.3g}] around" in text
+        assert f"higher test accuracy on {pair['flatter_generalizes_better']} of {pair['seeds']} seeds" in text

@@ -5,18 +5,22 @@
 1.3-params:        MLPs 784-h-10 of ten widths, train and test loss and accuracy against parameters;
                    and a wider sweep on a small training set with 20 % of its labels corrupted,
                    trained to interpolation, to look for a second descent of the test error.
+1.3-interpolation: two models from one initialization (learning rates 1e-3 / 1e-2; batch sizes
+                   64 / 1024), and the line through their weights: which end is flatter.
 
 Train and test numbers are always measured on the whole training set used (all 60,000 images, or the
 stated subset) and on all 10,000 test images, after each epoch, in eval mode.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .. import Hw1Error
 from ..data import load_mnist
 from ..ensemble import train_ensemble
+from ..landscape import line_metrics
 from ..models import build_model, count_params
 from ..stats import compare_time_to_threshold, spread
 from .core import experiment, grid
@@ -183,3 +187,85 @@ def train_widths(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
                          **{k: m["history"][k][-1] for k in METRICS}},
              "state_dict": m["state_dict"]}
             for m in result.members]
+
+
+def _interpolation_jobs(s: dict) -> list[dict]:
+    return grid(pair=list(s["pairs"]))
+
+
+def line_flatness(alphas: np.ndarray, loss: np.ndarray, at: float, step: float) -> dict:
+    """How much the loss rises a distance `step` (in α) to either side of the point α = at:
+    {"left", "right", "mean"} rises, each loss(at ± step) − loss(at)."""
+    def index(a):
+        hits = np.flatnonzero(np.isclose(alphas, a, atol=1e-9))
+        if not len(hits):
+            raise Hw1Error(f"α = {a:g} is not on the interpolation grid; choose a step the grid holds")
+        return hits[0]
+    centre = loss[index(at)]
+    left, right = loss[index(at - step)] - centre, loss[index(at + step)] - centre
+    return {"left": float(left), "right": float(right), "mean": float((left + right) / 2)}
+
+
+def _summarize_interpolation(s: dict, runs, history) -> dict:
+    pairs = {}
+    for pair, g in runs.groupby("pair", sort=False):
+        per_seed = []
+        for _, run in g.sort_values("seed").iterrows():
+            flatter = "a" if run["flatness_a"] < run["flatness_b"] else "b"
+            better = "a" if run["a_test_accuracy"] > run["b_test_accuracy"] else "b"
+            per_seed.append({"seed": int(run["seed"]), "flatness_a": run["flatness_a"],
+                             "flatness_b": run["flatness_b"], "flatter": flatter,
+                             "better_test_accuracy": better, "distance": run["distance"]})
+        pairs[pair] = {
+            "label": s["pairs"][pair]["label"], "a": s["pairs"][pair]["a"], "b": s["pairs"][pair]["b"],
+            "seeds": len(g), **{f"{end}_{k}": spread(g[f"{end}_{k}"]) for end in "ab" for k in METRICS},
+            "flatness_a": spread(g["flatness_a"]), "flatness_b": spread(g["flatness_b"]),
+            "distance": spread(g["distance"]), "per_seed": per_seed,
+            "flatter_generalizes_better": sum(p["flatter"] == p["better_test_accuracy"] for p in per_seed),
+            "a_flatter": sum(p["flatter"] == "a" for p in per_seed)}
+    return {"pairs": pairs, "flatness_step": s["flatness_step"],
+            "train_size": int(runs["train_size"].iloc[0]), "test_size": int(runs["test_size"].iloc[0])}
+
+
+@experiment("1.3-interpolation", section="1.3", jobs=_interpolation_jobs,
+            summarize=_summarize_interpolation, group_by=("pair",))
+def interpolate_pairs(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
+    """Both ends of one pair for every seed (each end one ensemble; a seed's two ends share their
+    initialization), then the loss along the line through each seed's two ends."""
+    data = load_mnist(device)
+    n = _train_size(s, len(data.train_x))
+    x, y = data.train_x[:n], data.train_y[:n]
+    pair = s["pairs"][jobs[0]["pair"]]
+    seeds = [job["seed"] for job in jobs]
+    ends = {}
+    for end in ("a", "b"):
+        ends[end] = train_ensemble(s["model"], seeds, x, y, task="classification", epochs=s["epochs"],
+                                   lr=pair[end]["lr"], optimizer=s["optimizer"],
+                                   weight_decay=s["weight_decay"], batch_size=pair[end]["batch_size"],
+                                   test=(data.test_x, data.test_y),
+                                   desc=f"{jobs[0]['pair']} {end} ×{len(seeds)}").members
+    low, high = s["alpha_range"]
+    alphas = np.round(np.linspace(low, high, s["alphas"]), 10)  # holds 0 and 1 exactly
+    outputs = []
+    for i, job in enumerate(jobs):
+        a, b = ends["a"][i], ends["b"][i]
+        train = line_metrics(s["model"], a["state_dict"], b["state_dict"], alphas, x, y,
+                             desc=f"line, seed {job['seed']}, train")
+        test = line_metrics(s["model"], a["state_dict"], b["state_dict"], alphas, data.test_x,
+                            data.test_y, desc=f"line, seed {job['seed']}, test")
+        distance = torch.sqrt(sum(((b["state_dict"][k] - a["state_dict"][k]).double() ** 2).sum()
+                                  for k in a["state_dict"])).item()
+        history = {"epoch": a["history"]["epoch"],
+                   **{f"{end}_{k}": m["history"][k] for end, m in (("a", a), ("b", b)) for k in METRICS}}
+        outputs.append({
+            "metrics": {"history": history},
+            "summary": {"train_size": n, "test_size": len(data.test_x), "distance": distance,
+                        **{f"{end}_{k}": m["history"][k][-1] for end, m in (("a", a), ("b", b))
+                           for k in METRICS},
+                        "flatness_a": line_flatness(alphas, train["loss"], 0.0, s["flatness_step"])["mean"],
+                        "flatness_b": line_flatness(alphas, train["loss"], 1.0, s["flatness_step"])["mean"]},
+            "arrays": {"alpha": alphas, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+                       "test_loss": test["loss"], "test_accuracy": test["accuracy"]},
+            "state_dict": {f"{end}.{k}": v for end, m in (("a", a), ("b", b))
+                           for k, v in m["state_dict"].items()}})
+    return outputs
