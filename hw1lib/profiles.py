@@ -178,6 +178,19 @@ EXPERIMENTS = {
             "smoke": {"epochs": 1, "seeds": 2, "train_size": 500, "alphas": 16},
         },
     },
+    "1.3-sensitivity": {
+        "model": {"kind": "mlp", "widths": [784, 256, 10], "activation": "relu"},  # 203,530 parameters
+        "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0,  # the seed's plain SGD at 0.01
+        "batch_sizes": [8, 32, 128, 512, 2048],
+        # Keskar et al.'s ε-sharpness: box |θ'ᵢ − θᵢ| ≤ ε(|θᵢ| + 1), projected sign-gradient ascent
+        "epsilon": 1e-3, "ascent_steps": 10,
+        "power_iterations": 20,  # for the largest Hessian eigenvalue
+        "scale": {  # sharpness on the first `sharpness_images` training images
+            "full": {"epochs": 10, "seeds": 3, "train_size": None, "sharpness_images": 10_000},
+            "quick": {"epochs": 5, "seeds": 2, "train_size": 5000, "sharpness_images": 2000},
+            "smoke": {"epochs": 1, "seeds": 2, "train_size": 500, "sharpness_images": 300},
+        },
+    },
 }
 
 

@@ -1,11 +1,13 @@
 """Statistics over seeds: the spread of a number, whether two models are separated (every seed of
-one beats every seed of the other), time-to-threshold with censoring, and the sentences that say so."""
+one beats every seed of the other), time-to-threshold with censoring, rank correlations with
+permutation p-values, and the sentences that say so."""
 from __future__ import annotations
 
 import math
 from fractions import Fraction
 
 import numpy as np
+import pandas as pd
 
 
 def spread(values) -> dict:
@@ -141,3 +143,19 @@ def describe_time_difference(name_a: str, a: list, name_b: str, b: list, limit: 
         return f"{fast} reached the threshold sooner than {slow} on every seed ({ranges})."
     return (f"{name_a} and {name_b} overlap in epochs to the threshold across seeds, so neither is "
             f"faster beyond seed noise ({ranges}).")
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray, permutations: int = 10_000) -> tuple:
+    """Spearman's ρ of a and b, and its two-sided permutation p-value (fixed generator, so the same
+    data give the same p). (None, None) with fewer than 3 runs or a constant column."""
+    if len(a) < 3:
+        return None, None
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return None, None
+    rho = float(np.corrcoef(ra, rb)[0, 1])
+    shuffled = np.random.default_rng(0).permuted(np.tile(rb, (permutations, 1)), axis=1)
+    centred = shuffled - shuffled.mean(1, keepdims=True)
+    null = (centred @ (ra - ra.mean())) / (np.linalg.norm(centred, axis=1) * np.linalg.norm(ra - ra.mean()))
+    p_value = float((np.sum(np.abs(null) >= abs(rho) - 1e-12) + 1) / (permutations + 1))
+    return rho, p_value

@@ -18,7 +18,8 @@ def runs(tmp_path_factory, mnist_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HW1_RESULTS_DIR", str(folder))
         return (run_experiment("1.3-random-labels", "smoke", "cpu"), run_experiment("1.3-params", "smoke", "cpu"),
-                run_experiment("1.3-interpolation", "smoke", "cpu"))
+                run_experiment("1.3-interpolation", "smoke", "cpu"), run_experiment("1.3-sensitivity", "smoke", "cpu"),
+                folder)
 
 
 def _measure(spec, run_dir, x, y):
@@ -158,3 +159,38 @@ def test_line_flatness_on_a_parabola():
     assert rise["mean"] == pytest.approx(0.04)
     with pytest.raises(Hw1Error, match="not on the interpolation grid"):
         line_flatness(alphas, alphas ** 2, 0.0, 0.15)
+
+
+def _sensitivity_by_backward_passes(net, x, classes=10):
+    """Per image ‖∂softmax/∂x‖_F, one backward pass per class over the whole batch (each image's
+    softmax depends on that image only, so the batch sum separates)."""
+    x = x.clone().requires_grad_()
+    probabilities = torch.softmax(net(x), dim=1)
+    squared = torch.zeros(len(x))
+    for c in range(classes):
+        (g,) = torch.autograd.grad(probabilities[:, c].sum(), x, retain_graph=True)
+        squared += g.flatten(1).pow(2).sum(1)
+    return squared.sqrt()
+
+
+def test_stored_models_reproduce_the_stated_sensitivity_and_test_accuracy(runs):
+    se, folder = runs[3], runs[4]
+    s = se.settings
+    stored = torch.load(folder / "smoke" / "1.3-sensitivity" / "models.pt", weights_only=False)
+    assert len(stored["members"]) == len(s["batch_sizes"]) * s["seeds"]
+    assert sorted(set(stored["batch_sizes"])) == sorted(s["batch_sizes"])
+    data = load_mnist("cpu")
+    for i in (0, len(stored["members"]) - 1):
+        net = build_model(stored["spec"]).eval()
+        net.load_state_dict(stored["members"][i])
+        sensitivity = _sensitivity_by_backward_passes(net, data.test_x).mean().item()
+        assert stored["sensitivity"][i] == pytest.approx(sensitivity, rel=1e-4)
+        with torch.no_grad():
+            accuracy = (net(data.test_x).argmax(1) == data.test_y).double().mean().item()
+        assert stored["test_accuracy"][i] == pytest.approx(accuracy)
+        row = se.runs[(se.runs["batch_size"] == stored["batch_sizes"][i]) & (se.runs["seed"] == stored["seeds"][i])]
+        assert row["sensitivity"].item() == stored["sensitivity"][i]
+    table = {r["batch_size"]: r for r in se.summary["table"]}
+    for b, g in se.runs.groupby("batch_size"):
+        assert table[b]["sensitivity"]["mean"] == pytest.approx(g["sensitivity"].mean())
+        assert table[b]["top_eigenvalue"]["max"] == pytest.approx(g["top_eigenvalue"].max())

@@ -9,7 +9,8 @@ from scipy.stats import spearmanr
 from hw1lib import results
 from hw1lib.data import load_mnist, target_function
 from hw1lib.experiments import run_experiment
-from hw1lib.experiments.optimization import largest_spikes, rank_correlation
+from hw1lib.experiments.optimization import largest_spikes
+from hw1lib.stats import rank_correlation
 from hw1lib.models import build_model
 from hw1lib.profiles import EXPERIMENTS, settings
 from hw1lib.train import train

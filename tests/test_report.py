@@ -17,7 +17,8 @@ SECTION_HEADINGS = {
                          "1.2 bonus: the error surface"],
     "1.3-generalization": ["1.3 Generalization", "1.3a Can the network fit random labels?",
                            "1.3b Number of parameters vs generalization",
-                           "1.3c Flatness vs generalization, part 1: interpolation"],
+                           "1.3c Flatness vs generalization, part 1: interpolation",
+                           "1.3d Flatness vs generalization, part 2: sensitivity and sharpness"],
 }
 
 
@@ -176,3 +177,7 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
         f = pair["flatness_a"]
         assert f"The loss rises by {f['mean']:.3g} [{f['min']:.3g}–{f['max']:.3g}] around" in text
         assert f"higher test accuracy on {pair['flatter_generalizes_better']} of {pair['seeds']} seeds" in text
+    sensitivity = summaries["1.3-sensitivity"]
+    first = sensitivity["table"][0]["sensitivity"]
+    assert f"{first['mean']:.3g} [{first['min']:.3g}–{first['max']:.3g}] at {sensitivity['table'][0]['batch_size']:,}" in text
+    assert f"Its mean is highest at batch {sensitivity['sensitivity_peak_batch_size']:,}" in text

@@ -7,6 +7,8 @@
                    trained to interpolation, to look for a second descent of the test error.
 1.3-interpolation: two models from one initialization (learning rates 1e-3 / 1e-2; batch sizes
                    64 / 1024), and the line through their weights: which end is flatter.
+1.3-sensitivity:   one MLP trained with SGD at five batch sizes; the sensitivity of its output to its
+                   input, and two measures of sharpness in weight space.
 
 Train and test numbers are always measured on the whole training set used (all 60,000 images, or the
 stated subset) and on all 10,000 test images, after each epoch, in eval mode.
@@ -17,12 +19,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import Hw1Error
+from .. import Hw1Error, results
 from ..data import load_mnist
 from ..ensemble import train_ensemble
 from ..landscape import line_metrics
+from ..sharpness import measure_models
 from ..models import build_model, count_params
-from ..stats import compare_time_to_threshold, spread
+from ..stats import compare_time_to_threshold, rank_correlation, spread
 from .core import experiment, grid
 
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -269,3 +272,71 @@ def interpolate_pairs(s: dict, jobs: list[dict], device: torch.device) -> list[d
             "state_dict": {f"{end}.{k}": v for end, m in (("a", a), ("b", b))
                            for k, v in m["state_dict"].items()}})
     return outputs
+
+
+SHARPNESS = ("sensitivity", "epsilon_sharpness", "top_eigenvalue")
+
+
+def _sensitivity_jobs(s: dict) -> list[dict]:
+    return grid(batch_size=s["batch_sizes"])
+
+
+def _summarize_sensitivity(s: dict, runs, history) -> dict:
+    table = []
+    for batch_size, g in runs.groupby("batch_size", sort=True):
+        table.append({"batch_size": int(batch_size), "seeds": len(g),
+                      **{k: spread(g[k]) for k in METRICS + SHARPNESS}})
+    log_batch = np.log(runs["batch_size"].to_numpy(dtype=float))
+    trends = {}
+    for k in METRICS + SHARPNESS:  # over all runs: does the number rise or fall with batch size?
+        rho, p = rank_correlation(log_batch, runs[k].to_numpy())
+        trends[k] = {"rho": rho, "p_value": p}
+    agreement = {}
+    for a, b in (("sensitivity", "epsilon_sharpness"), ("sensitivity", "top_eigenvalue"),
+                 ("epsilon_sharpness", "top_eigenvalue")):
+        rho, p = rank_correlation(runs[a].to_numpy(), runs[b].to_numpy())
+        agreement[f"{a}~{b}"] = {"rho": rho, "p_value": p}
+    means = [row["sensitivity"]["mean"] for row in table]
+    return {"table": table, "trend_with_batch_size": trends, "agreement": agreement,
+            "sensitivity_peak_batch_size": table[int(np.argmax(means))]["batch_size"],
+            "train_size": int(runs["train_size"].iloc[0]), "test_size": int(runs["test_size"].iloc[0]),
+            "sharpness_images": int(runs["sharpness_images"].iloc[0])}
+
+
+def write_models(result, folder) -> None:
+    """models.pt: every trained model with the numbers the summary states, checkable without hw1lib:
+    {"spec", "batch_sizes", "seeds", "members", "sensitivity", "test_accuracy"}, in one order."""
+    rows = result.runs.sort_values(["batch_size", "seed"])
+    results.save_torch_atomic(folder / "models.pt", {
+        "spec": result.settings["model"], "batch_sizes": rows["batch_size"].tolist(),
+        "seeds": rows["seed"].tolist(),
+        "members": [results.load_state_dict(result.stored[i]) for i in rows.index],
+        "sensitivity": rows["sensitivity"].tolist(), "test_accuracy": rows["test_accuracy"].tolist()})
+
+
+@experiment("1.3-sensitivity", section="1.3", jobs=_sensitivity_jobs, summarize=_summarize_sensitivity,
+            group_by=("batch_size",), write_files=write_models)
+def train_batch_sizes(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
+    """Every seed of one batch size as one ensemble; then each model's sensitivity and sharpness."""
+    data = load_mnist(device)
+    n = _train_size(s, len(data.train_x))
+    batch_size = jobs[0]["batch_size"]
+    result = train_ensemble(s["model"], [job["seed"] for job in jobs], data.train_x[:n],
+                            data.train_y[:n], task="classification", epochs=s["epochs"], lr=s["lr"],
+                            optimizer=s["optimizer"], weight_decay=s["weight_decay"],
+                            batch_size=batch_size, test=(data.test_x, data.test_y),
+                            desc=f"batch {batch_size} ×{len(jobs)}")
+    models = []
+    for m in result.members:
+        net = build_model(s["model"])
+        net.load_state_dict(m["state_dict"])
+        models.append(net.to(device))
+    k = min(s["sharpness_images"], n)
+    measured = measure_models(models, data.test_x, data.train_x[:k], data.train_y[:k],
+                              epsilon=s["epsilon"], steps=s["ascent_steps"],
+                              iterations=s["power_iterations"], desc=f"batch {batch_size}: measures")
+    return [{"metrics": {"history": m["history"]},
+             "summary": {"train_size": n, "test_size": len(data.test_x), "sharpness_images": k,
+                         **{key: m["history"][key][-1] for key in METRICS}, **numbers},
+             "state_dict": m["state_dict"]}
+            for m, numbers in zip(result.members, measured)]

@@ -22,7 +22,7 @@ from ..landscape import (as_state_dict, between_run_share, filter_normalized_dir
                          flat_weights, grid_points, layer_slice, loss_surface, plane_losses,
                          trajectory_pca)
 from ..models import build_model, count_params
-from ..stats import spread
+from ..stats import rank_correlation, spread
 from .core import experiment, grid, run_experiment
 
 
@@ -134,22 +134,6 @@ class SwitchToGradientNorm(EnsembleCallback):
         state.optimizer.state.clear()
         for group in state.optimizer.param_groups:
             group["lr"] = self.lr
-
-
-def rank_correlation(a: np.ndarray, b: np.ndarray, permutations: int = 10_000) -> tuple:
-    """Spearman's ρ of a and b, and its two-sided permutation p-value (fixed generator, so the same
-    data give the same p). (None, None) with fewer than 3 runs or a constant column."""
-    if len(a) < 3:
-        return None, None
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    if ra.std() == 0 or rb.std() == 0:
-        return None, None
-    rho = float(np.corrcoef(ra, rb)[0, 1])
-    shuffled = np.random.default_rng(0).permuted(np.tile(rb, (permutations, 1)), axis=1)
-    centred = shuffled - shuffled.mean(1, keepdims=True)
-    null = (centred @ (ra - ra.mean())) / (np.linalg.norm(centred, axis=1) * np.linalg.norm(ra - ra.mean()))
-    p_value = float((np.sum(np.abs(null) >= abs(rho) - 1e-12) + 1) / (permutations + 1))
-    return rho, p_value
 
 
 def _summarize_minimal_ratio(s: dict, runs, history) -> dict:
