@@ -23,6 +23,7 @@ import nbformat
 from . import PROJECT_ROOT, Hw1Error
 from .profiles import check_profile
 from .train import device_description, resolve_device
+from .verdicts import markdown_table, verdicts
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 REPORT_DIR = PROJECT_ROOT / "report"
@@ -128,7 +129,8 @@ def git_commit() -> str:
         return "unknown (not a git checkout)"
 
 
-def front_page(profile: str, device: str, seed: int, timings: dict[str, float]) -> str:
+def front_page(profile: str, device: str, seed: int, timings: dict[str, float],
+               verdict_table: str = "") -> str:
     versions = {"python": platform.python_version()}
     for name in VERSIONED:
         try:
@@ -156,6 +158,15 @@ def front_page(profile: str, device: str, seed: int, timings: dict[str, float]) 
 Code is hidden; the button at the top right shows it. Each figure's shaded band is the range over seeds.
 
 <div id="hw1-toc"></div>
+
+## The seed report's claims, checked
+
+Each claim of the student report this study reproduces, what this run measured for it (mean
+[min–max] over seeds), and a verdict computed from those numbers: **supported** or **contradicted**
+beyond the spread over seeds, **within seed noise**, or **not comparable** (and why). The section
+links lead to the figures.
+
+{verdict_table}
 """
 
 
@@ -256,7 +267,11 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
         timings[nb.stem] = execute_notebook(nb, target, params)
         print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
         executed.append(target)
-    page = render_html(executed, front_page(profile, device, seed, timings))
+    from .experiments import REGISTRY
+
+    chosen = [e.id for e in REGISTRY.values() if not sections or e.section in sections]
+    table = markdown_table(verdicts(profile, seed, chosen))
+    page = render_html(executed, front_page(profile, device, seed, timings, table))
     html_path = report_path(out_dir, profile)
     pdf_path = write_report_files(page, html_path, pdf)
     return {"html": html_path, "pdf": pdf_path, "timings": timings, "profile": profile}

@@ -8,6 +8,7 @@ import pytest
 from hw1lib import Hw1Error, report
 from hw1lib.experiments import REGISTRY
 from hw1lib.profiles import settings
+from hw1lib.verdicts import anchor, verdicts
 
 SECTION_HEADINGS = {
     "1.1-deep-vs-shallow": ["1.1 Deep vs shallow", "1.1a Simulate a function", "1.1b Train on a real task"],
@@ -181,3 +182,15 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
     first = sensitivity["table"][0]["sensitivity"]
     assert f"{first['mean']:.3g} [{first['min']:.3g}–{first['max']:.3g}] at {sensitivity['table'][0]['batch_size']:,}" in text
     assert f"Its mean is highest at batch {sensitivity['sensitivity_peak_batch_size']:,}" in text
+
+    # the verdict table: every claim there, linked to a heading that exists, its verdict computed
+    rows = verdicts("smoke")
+    assert rows and all(r["heading"] for r in rows)  # every experiment ran, with this seed
+    for r in rows:
+        assert f'id="{anchor(r["heading"])}"' in page, r["heading"]
+        assert f'href="#{anchor(r["heading"])}"' in page
+    relu = minimal["series"]["relu"]
+    expected = ("supported" if relu["at_minimum"] >= 0.9 * relu["runs"] else
+                "contradicted" if relu["at_minimum"] <= 0.1 * relu["runs"] else "within seed noise")
+    assert next(r for r in rows if r["heading"].startswith("1.2c"))["verdict"] == expected
+    assert "The seed report's claims, checked" in text

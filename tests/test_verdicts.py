@@ -1,0 +1,68 @@
+"""The verdicts on the seed report's claims, on summaries whose answer is known by construction."""
+import json
+
+import pytest
+
+from hw1lib import results
+from hw1lib.verdicts import anchor, markdown_table, verdicts
+
+
+def spread_of(*values):
+    return {"n": len(values), "mean": sum(values) / len(values), "std": 0.0, "min": min(values),
+            "max": max(values)}
+
+
+def write(profile, experiment, summary, seed=0):
+    results.write_summary(profile, experiment, {"base_seed": seed, **summary})
+
+
+def mnist_summary(shallow, middle, deep):
+    return {"table": {name: {"train_accuracy": spread_of(*values)}
+                      for name, values in (("shallow", shallow), ("middle", middle), ("deep", deep))}}
+
+
+@pytest.mark.parametrize("shallow, middle, deep, expected", [
+    ((0.99, 0.98), (0.95, 0.96), (0.90, 0.91), "supported"),      # 2 dense ahead of both on every seed
+    ((0.95, 0.96), (0.99, 0.98), (0.90, 0.91), "contradicted"),   # 3 dense ahead on every seed
+    ((0.95, 0.99), (0.96, 0.97), (0.90, 0.91), "within seed noise"),
+])
+def test_the_mnist_claim_follows_the_seed_ranges(results_dir, shallow, middle, deep, expected):
+    write("smoke", "1.1-mnist", mnist_summary(shallow, middle, deep))
+    [row] = verdicts("smoke", experiments=["1.1-mnist"])
+    assert row["verdict"] == expected
+
+
+def sensitivity_summary(means, rho=-0.9, p=0.01):
+    table = [{"batch_size": b, "sensitivity": spread_of(m - 0.01, m + 0.01),
+              "test_accuracy": spread_of(0.9, 0.91)} for b, m in zip((8, 32, 128), means)]
+    peak = table[max(range(3), key=lambda i: means[i])]["batch_size"]
+    return {"table": table, "sensitivity_peak_batch_size": peak,
+            "trend_with_batch_size": {"test_accuracy": {"rho": rho, "p_value": p}}}
+
+
+@pytest.mark.parametrize("means, rho, p, expected", [
+    ((0.1, 0.5, 0.2), -0.9, 0.01, ("supported", "supported")),
+    ((0.5, 0.3, 0.2), 0.9, 0.01, ("contradicted", "contradicted")),  # accuracy rises; peak at the end
+    ((0.1, 0.105, 0.1), -0.3, 0.4, ("within seed noise", "within seed noise")),
+])
+def test_the_batch_size_claims_follow_the_trend_and_where_sensitivity_peaks(results_dir, means, rho, p,
+                                                                             expected):
+    write("smoke", "1.3-sensitivity", sensitivity_summary(means, rho, p))
+    rows = verdicts("smoke", experiments=["1.3-sensitivity"])
+    assert tuple(r["verdict"] for r in rows) == expected
+
+
+def test_a_missing_or_foreign_summary_is_not_comparable_and_says_why(results_dir):
+    [row] = verdicts("smoke", experiments=["1.1-mnist"])
+    assert row["verdict"] == "not comparable" and "no summary.json" in row["why"]
+    write("smoke", "1.1-mnist", mnist_summary((0.99, 0.98), (0.9, 0.91), (0.9, 0.91)), seed=7)
+    [row] = verdicts("smoke", seed=0, experiments=["1.1-mnist"])
+    assert row["verdict"] == "not comparable" and "first seed 7" in row["why"]
+    assert verdicts("smoke", seed=7, experiments=["1.1-mnist"])[0]["verdict"] == "supported"
+
+
+def test_the_table_links_each_claim_to_its_heading(results_dir):
+    write("smoke", "1.1-mnist", mnist_summary((0.99, 0.98), (0.9, 0.91), (0.9, 0.91)))
+    table = markdown_table(verdicts("smoke", experiments=["1.1-mnist"]))
+    assert "[1.1b](#1.1b-Train-on-a-real-task:-MNIST)" in table
+    assert anchor("1.3a Can the network fit random labels?") == "1.3a-Can-the-network-fit-random-labels?"
