@@ -194,3 +194,22 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
                 "contradicted" if relu["at_minimum"] <= 0.1 * relu["runs"] else "within seed noise")
     assert next(r for r in rows if r["heading"].startswith("1.2c"))["verdict"] == expected
     assert "The seed report's claims, checked" in text
+
+
+def test_the_commit_is_dirty_for_changed_code_but_not_for_a_changed_report(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "r.html").write_text("old")
+    (tmp_path / "code.py").write_text("x = 1")
+    git("add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "c")
+    monkeypatch.setattr(report, "PROJECT_ROOT", tmp_path)
+    assert "uncommitted" not in report.git_commit()
+    (tmp_path / "report" / "r.html").write_text("new")
+    assert "uncommitted" not in report.git_commit()
+    (tmp_path / "code.py").write_text("x = 2")
+    assert "uncommitted" in report.git_commit()
