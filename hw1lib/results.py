@@ -32,10 +32,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # The modules whose code produces the numbers stored in a run folder are every module of the package
 # (data, models, training, ensembles, curvature, landscape, …, a new one included) and the runner;
 # each experiment adds its own module. Not among them: the modules that only present or store
-# results (a figure change retrains nothing), the settings (their values are part of the key
+# results (a figure or a verdict's wording retrains nothing), the settings (their values are part of the key
 # themselves), and stats.py, whose summaries over runs are rebuilt from the stored runs on every call.
-NOT_NUMERIC = frozenset({"plots.py", "report.py", "labels.py", "__main__.py", "profiles.py", "stats.py",
-                         "results.py"})
+NOT_NUMERIC = frozenset({"plots.py", "report.py", "labels.py", "verdicts.py", "__main__.py",
+                         "profiles.py", "stats.py", "results.py"})
 
 
 def numeric_modules(package_dir: Path = PACKAGE_DIR) -> tuple[str, ...]:

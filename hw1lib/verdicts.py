@@ -121,7 +121,7 @@ def _minimal_ratio(s: dict) -> list[dict]:
     e = s["series"].get("relu")
     if e is None:
         return []
-    share = e["at_minimum"] / e["runs"]
+    share = e["at_minimum"] / e["runs"]  # over all runs: the claim is about where training ends
     verdict = SUPPORTED if share >= 0.9 else CONTRADICTED if share <= 0.1 else NOISE
     return [_row("1.2", "1.2c What happens when the gradient is almost zero",
                  "Where the gradient is almost zero (best 0.046), training has reached a local minimum "
@@ -145,7 +145,10 @@ def _random_labels(s: dict) -> list[dict]:
                      "test accuracy stays at chance (10.86 %).",
                      f"0/{t['seeds']} seeds reached 99 % training accuracy on random labels in {epochs:,} "
                      f"epochs", NOT_COMPARABLE, f"only {epochs:,} epochs here (the seed report: {seed_epochs:,})")]
-    verdict = SUPPORTED if memorized and near_chance else CONTRADICTED if not t["reached"] else NOISE
+    if memorized:
+        verdict = SUPPORTED if near_chance else CONTRADICTED  # fitted, but the test set learned something
+    else:
+        verdict = CONTRADICTED if not t["reached"] else NOISE  # some seeds fitted them, some did not
     return [_row("1.3", "1.3a Can the network fit random labels?",
                  "A network can fit random labels (training loss 0.0305 after 1,000 epochs) while its "
                  "test accuracy stays at chance (10.86 %).",
@@ -160,8 +163,11 @@ def _params(s: dict) -> list[dict]:
     smallest, largest = rows[0], rows[-1]
     lowest = min(rows, key=lambda r: r["test_loss"]["mean"])
     falls = separated(smallest["test_loss"], largest["test_loss"])
+    train_falls = largest["train_loss"]["mean"] < smallest["train_loss"]["mean"]
     if falls is None:
         verdict = NOT_COMPARABLE
+    elif not train_falls and separated(smallest["train_loss"], largest["train_loss"]):
+        verdict = CONTRADICTED  # the largest net fits its training set worse
     elif lowest is not largest and separated(lowest["test_loss"], largest["test_loss"]):
         verdict = CONTRADICTED  # the test loss rises again beyond its minimum
     elif falls and largest["test_loss"]["mean"] < smallest["test_loss"]["mean"]:
@@ -170,7 +176,7 @@ def _params(s: dict) -> list[dict]:
         verdict = NOISE
     return [_row("1.3", "1.3b Number of parameters vs generalization",
                  "Train and test loss fall, and accuracy rises, as the number of parameters grows.",
-                 f"test loss {describe_range(smallest['test_loss'])} at {smallest['params']:,} parameters, "
+                 f"train loss {describe_range(smallest['train_loss'])} → {describe_range(largest['train_loss'])}; test loss {describe_range(smallest['test_loss'])} at {smallest['params']:,} parameters, "
                  f"lowest {describe_range(lowest['test_loss'])} at {lowest['params']:,}, "
                  f"{describe_range(largest['test_loss'])} at {largest['params']:,}", verdict,
                  "a single seed has no spread" if verdict == NOT_COMPARABLE else
@@ -187,7 +193,9 @@ def _trend(trend: dict, sign: int) -> str:
 
 def _sensitivity(s: dict) -> list[dict]:
     trends, table = s["trend_with_batch_size"], s["table"]
-    accuracy = trends["test_accuracy"]
+    accuracy, loss = trends["test_accuracy"], trends["test_loss"]
+    both = {_trend(accuracy, -1), _trend(loss, +1)}
+    accuracy_verdict = both.pop() if len(both) == 1 else NOISE  # the two halves of the claim disagree
     rows = [_row("1.3", "1.3d Flatness vs generalization, part 2: sensitivity and sharpness",
                  "Accuracy falls and loss rises as the batch size grows.",
                  f"Spearman ρ(batch size, test accuracy) = {accuracy['rho']:.2f} (p = "
@@ -195,12 +203,15 @@ def _sensitivity(s: dict) -> list[dict]:
                  f"{describe_range(scaled(table[0]['test_accuracy'], 100), '{:.2f}')} % at batch "
                  f"{table[0]['batch_size']:,}, "
                  f"{describe_range(scaled(table[-1]['test_accuracy'], 100), '{:.2f}')} % at "
-                 f"{table[-1]['batch_size']:,}" if accuracy["rho"] is not None else "n/a",
-                 _trend(accuracy, -1), "the same epochs, so larger batches also take fewer steps")]
+                 f"{table[-1]['batch_size']:,}; ρ(batch size, test loss) = {loss['rho']:.2f} (p = "
+                 f"{loss['p_value']:.2g})" if accuracy["rho"] is not None else "n/a",
+                 accuracy_verdict, "the same epochs, so larger batches also take fewer steps")]
     peak = next(r for r in table if r["batch_size"] == s["sensitivity_peak_batch_size"])
     interior = table[0] is not peak and table[-1] is not peak
-    if not interior:
-        verdict = CONTRADICTED
+    if not interior:  # highest at an end: contradicted when that end is clearly above its neighbour
+        neighbour = table[1] if peak is table[0] else table[-2]
+        clear = separated(peak["sensitivity"], neighbour["sensitivity"])
+        verdict = NOT_COMPARABLE if clear is None else CONTRADICTED if clear else NOISE
     else:
         above = [separated(peak["sensitivity"], table[0]["sensitivity"]),
                  separated(peak["sensitivity"], table[-1]["sensitivity"])]
@@ -210,7 +221,8 @@ def _sensitivity(s: dict) -> list[dict]:
                      "mean sensitivity " + ", ".join(f"{r['sensitivity']['mean']:.3g} at {r['batch_size']:,}"
                                                      for r in table)
                      + f"; highest at {peak['batch_size']:,}", verdict,
-                     "highest at an end of the range" if not interior else ""))
+                     ("a single seed has no spread" if verdict == NOT_COMPARABLE else
+                      "highest at an end of the range" if not interior else "")))
     return rows
 
 

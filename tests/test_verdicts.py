@@ -32,22 +32,24 @@ def test_the_mnist_claim_follows_the_seed_ranges(results_dir, shallow, middle, d
     assert row["verdict"] == expected
 
 
-def sensitivity_summary(means, rho=-0.9, p=0.01):
+def sensitivity_summary(means, rho=-0.9, p=0.01, loss_p=None):
     table = [{"batch_size": b, "sensitivity": spread_of(m - 0.01, m + 0.01),
               "test_accuracy": spread_of(0.9, 0.91)} for b, m in zip((8, 32, 128), means)]
     peak = table[max(range(3), key=lambda i: means[i])]["batch_size"]
     return {"table": table, "sensitivity_peak_batch_size": peak,
-            "trend_with_batch_size": {"test_accuracy": {"rho": rho, "p_value": p}}}
+            "trend_with_batch_size": {"test_accuracy": {"rho": rho, "p_value": p},
+                                      "test_loss": {"rho": -rho, "p_value": p if loss_p is None else loss_p}}}
 
 
-@pytest.mark.parametrize("means, rho, p, expected", [
-    ((0.1, 0.5, 0.2), -0.9, 0.01, ("supported", "supported")),
-    ((0.5, 0.3, 0.2), 0.9, 0.01, ("contradicted", "contradicted")),  # accuracy rises; peak at the end
-    ((0.1, 0.105, 0.1), -0.3, 0.4, ("within seed noise", "within seed noise")),
-])
+@pytest.mark.parametrize("means, rho, p, loss_p, expected", [
+    ((0.1, 0.5, 0.2), -0.9, 0.01, None, ("supported", "supported")),
+    ((0.5, 0.3, 0.2), 0.9, 0.01, None, ("contradicted", "contradicted")),  # accuracy rises; peak at an end
+    ((0.1, 0.105, 0.1), -0.3, 0.4, None, ("within seed noise", "within seed noise")),
+    ((0.5, 0.495, 0.2), -0.9, 0.01, 0.5, ("within seed noise", "within seed noise")),  # loss trend unclear;
+])                                                                  # the end peak within noise of its neighbour
 def test_the_batch_size_claims_follow_the_trend_and_where_sensitivity_peaks(results_dir, means, rho, p,
-                                                                             expected):
-    write("smoke", "1.3-sensitivity", sensitivity_summary(means, rho, p))
+                                                                             loss_p, expected):
+    write("smoke", "1.3-sensitivity", sensitivity_summary(means, rho, p, loss_p))
     rows = verdicts("smoke", experiments=["1.3-sensitivity"])
     assert tuple(r["verdict"] for r in rows) == expected
 
@@ -66,3 +68,21 @@ def test_the_table_links_each_claim_to_its_heading(results_dir):
     table = markdown_table(verdicts("smoke", experiments=["1.1-mnist"]))
     assert "[1.1b](#1.1b-Train-on-a-real-task:-MNIST)" in table
     assert anchor("1.3a Can the network fit random labels?") == "1.3a-Can-the-network-fit-random-labels?"
+
+
+def random_label_summary(reached, test_accuracy, epochs=1000):
+    return {"table": {"random": {"reached": reached, "seeds": 2, "train_loss": spread_of(0.03, 0.04),
+                                 "test_accuracy": spread_of(*test_accuracy)}},
+            "chance_accuracy": 0.1, "train_size": 60_000, "settings": {"epochs": epochs, "seed_report": {"epochs": 1000}}}
+
+
+@pytest.mark.parametrize("reached, test_accuracy, epochs, expected", [
+    (2, (0.105, 0.11), 1000, "supported"),
+    (2, (0.30, 0.35), 1000, "contradicted"),  # fitted, but the test set says something was learned
+    (0, (0.10, 0.11), 1000, "contradicted"),  # not fitted in the seed report's own budget
+    (0, (0.10, 0.11), 50, "not comparable"),  # not fitted in a much shorter run
+    (1, (0.10, 0.11), 1000, "within seed noise"),
+])
+def test_the_random_label_claim(results_dir, reached, test_accuracy, epochs, expected):
+    write("smoke", "1.3-random-labels", random_label_summary(reached, test_accuracy, epochs))
+    assert verdicts("smoke", experiments=["1.3-random-labels"])[0]["verdict"] == expected
