@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import json
 import os
 import platform
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import PROJECT_ROOT, Hw1Error
+from . import PROJECT_ROOT, Hw1Error, results
 from .profiles import check_profile
 from .train import device_description, resolve_device
 from .verdicts import markdown_table, verdicts
@@ -131,8 +132,29 @@ def git_commit() -> str:
         return "unknown (not a git checkout)"
 
 
+def experiment_times(profile: str, experiments: list[str]) -> str:
+    """A Markdown table of each experiment's training time, from its summary.json: the time its stored
+    runs took to train (on the device they were trained on) and the time of this report's call."""
+    lines = ["**Time per experiment** (training: the stored runs' own training time; this call: "
+             "training what was missing plus loading the rest):", "",
+             "| experiment | device | runs | training | this call |", "|---|---|---|---:|---:|"]
+    for experiment in experiments:
+        path = results.experiment_dir(profile, experiment) / "summary.json"
+        if not path.exists():
+            lines.append(f"| {experiment} | not run | | | |")
+            continue
+        summary = json.loads(path.read_text())
+        t = summary.get("timing")
+        if t is None:
+            lines.append(f"| {experiment} | {summary.get('device', '?')} | | not recorded | |")
+            continue
+        lines.append(f"| {experiment} | {summary['device']} | {t['runs']} ({t['trained_now']} trained now) "
+                     f"| {t['train_seconds']:,.0f} s | {t['wall_seconds']:,.0f} s |")
+    return "\n".join(lines)
+
+
 def front_page(profile: str, device: str, seed: int, timings: dict[str, float],
-               verdict_table: str = "") -> str:
+               verdict_table: str = "", experiment_table: str = "") -> str:
     versions = {"python": platform.python_version()}
     for name in VERSIONED:
         try:
@@ -156,6 +178,8 @@ def front_page(profile: str, device: str, seed: int, timings: dict[str, float],
 | section | time |
 |---|---|
 {rows}
+
+{experiment_table}
 
 Code is hidden; the button at the top right shows it. Each figure's shaded band is the range over seeds.
 
@@ -271,9 +295,11 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
         executed.append(target)
     from .experiments import REGISTRY
 
-    chosen = [e.id for e in REGISTRY.values() if not sections or e.section in sections]
+    in_order = sorted(REGISTRY.values(), key=lambda e: tuple(map(int, e.section.split("."))))
+    chosen = [e.id for e in in_order if not sections or e.section in sections]
     table = markdown_table(verdicts(profile, seed, chosen))
-    page = render_html(executed, front_page(profile, device, seed, timings, table))
+    page = render_html(executed, front_page(profile, device, seed, timings, table,
+                                            experiment_times(profile, chosen)))
     html_path = report_path(out_dir, profile)
     pdf_path = write_report_files(page, html_path, pdf)
     return {"html": html_path, "pdf": pdf_path, "timings": timings, "profile": profile}

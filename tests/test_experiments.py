@@ -101,3 +101,18 @@ def test_a_group_retrains_only_its_missing_runs(results_dir):
     assert retrained.iloc[0]["trained_together"] == 1
     # trained alone, it is the same run (its own seed, init and target) to float32 rounding
     assert retrained.iloc[0]["final_loss"] == pytest.approx(lost["final_loss"], rel=1e-3)
+
+
+def test_the_summary_says_where_the_time_went_and_the_front_page_shows_it(results_dir):
+    from hw1lib.report import experiment_times
+
+    first = run_experiment("1.2-gradnorm", "smoke", "cpu")
+    t = first.summary["timing"]
+    assert t["runs"] == t["trained_now"] == len(first.runs) and t["train_seconds"] > 0
+    assert t["train_seconds"] == pytest.approx(first.runs["seconds"].sum())
+    again = run_experiment("1.2-gradnorm", "smoke", "cpu")
+    t2 = again.summary["timing"]
+    assert t2["trained_now"] == 0 and t2["train_seconds"] == pytest.approx(t["train_seconds"])
+    table = experiment_times("smoke", ["1.2-gradnorm", "1.1-mnist"])
+    assert f"| 1.2-gradnorm | {again.summary['device']} | {t2['runs']} (0 trained now) |" in table
+    assert "| 1.1-mnist | not run |" in table

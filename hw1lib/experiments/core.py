@@ -118,6 +118,7 @@ def check_parameters(profile, device, seed, force, seeds: int = 1) -> None:
 def run_experiment(experiment_id: str, profile: str = "quick", device: str = "auto", seed: int = 0,
                    force: bool = False) -> ExperimentResult:
     """Train (or load) every job of an experiment, write results/<profile>/<id>/summary.json."""
+    started = time.perf_counter()
     exp = get(experiment_id)
     check_parameters(profile, device, seed, force)
     s = resolve_settings(experiment_id, profile)
@@ -166,6 +167,11 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
                "torch": torch.__version__, "base_seed": seed, "code": code, "settings": s,
                **(exp.summarize(s, runs, history, stored=stored) if wants_stored
                   else exp.summarize(s, runs, history))}
+    seconds = runs["seconds"].fillna(0.0) if "seconds" in runs else pd.Series(0.0, index=runs.index)
+    summary["timing"] = {  # where the time went: training the stored runs, and this call
+        "train_seconds": float(seconds.sum()), "runs": len(runs),
+        "trained_now": int((~runs["cached"]).sum()),
+        "wall_seconds": time.perf_counter() - started}
     result = ExperimentResult(s, runs, history, summary, stored)
     if writable:
         if exp.write_files:
