@@ -96,30 +96,40 @@ def filter_normalized_direction(state_dict: dict, generator: torch.Generator) ->
 
 
 @torch.no_grad()
+def _combinations(spec: dict, bases: tuple[dict, ...], weights: np.ndarray, x: torch.Tensor,
+                  y: torch.Tensor, members: int, desc: str, batch_size: int) -> dict:
+    """Loss and accuracy of the classifier `spec` at θᵢ = Σⱼ weights[i, j]·bases[j] for every row i,
+    on all of (x, y), `members` rows at a time as one batched model (float64 numpy arrays)."""
+    if members < 1:
+        raise Hw1Error(f"members must be at least 1, got {members}")
+    device = x.device
+    forward = Ensemble(spec, [0], "cpu").forward_fn(True)  # only its structure is used
+    bases = [{k: v.to(device, torch.float32) for k, v in d.items()} for d in bases]
+    w = torch.tensor(np.asarray(weights, dtype=np.float64), dtype=torch.float32, device=device)
+    loss, accuracy = [], []
+    for first in tqdm(range(0, len(w), members), desc=desc, disable=not show_progress(), leave=False):
+        chunk = w[first:first + members]
+        params = {}
+        for k, v in bases[0].items():
+            shape = (-1, *[1] * v.dim())
+            params[k] = chunk[:, 0].view(shape) * v
+            for j in range(1, len(bases)):
+                params[k] = params[k] + chunk[:, j].view(shape) * bases[j][k]
+        metrics = evaluate_members(forward, params, x, y, "classification", batch_size=batch_size)
+        loss.append(metrics["loss"].cpu())
+        accuracy.append(metrics["accuracy"].cpu())
+    return {"loss": torch.cat(loss).numpy(), "accuracy": torch.cat(accuracy).numpy()}
+
+
 def plane_losses(spec: dict, centre: dict, directions: tuple[dict, dict], coordinates: np.ndarray,
                  x: torch.Tensor, y: torch.Tensor, *, members: int = 64, desc: str = "plane",
                  batch_size: int = 10_000) -> dict:
     """Loss and accuracy of the classifier `spec` at θ = centre + α·d₁ + β·d₂ for every row (α, β) of
     `coordinates`, on all of (x, y), evaluated `members` points at a time as one batched model.
     Returns {"loss", "accuracy"}: float64 numpy arrays, one entry per row."""
-    coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
-    if members < 1:
-        raise Hw1Error(f"members must be at least 1, got {members}")
-    device = x.device
-    forward = Ensemble(spec, [0], "cpu").forward_fn(True)  # only its structure is used
-    c, d1, d2 = ({k: v.to(device, torch.float32) for k, v in d.items()}
-                 for d in (centre, *directions))
-    ab = torch.tensor(coordinates, dtype=torch.float32, device=device)
-    loss, accuracy = [], []
-    for start in tqdm(range(0, len(ab), members), desc=desc, disable=not show_progress(),
-                      leave=False):
-        a, b = ab[start:start + members, 0], ab[start:start + members, 1]
-        params = {k: c[k] + a.view(-1, *[1] * c[k].dim()) * d1[k]
-                  + b.view(-1, *[1] * c[k].dim()) * d2[k] for k in c}
-        metrics = evaluate_members(forward, params, x, y, "classification", batch_size=batch_size)
-        loss.append(metrics["loss"].cpu())
-        accuracy.append(metrics["accuracy"].cpu())
-    return {"loss": torch.cat(loss).numpy(), "accuracy": torch.cat(accuracy).numpy()}
+    ab = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    weights = np.column_stack([np.ones(len(ab)), ab])
+    return _combinations(spec, (centre, *directions), weights, x, y, members, desc, batch_size)
 
 
 def loss_surface(spec: dict, centre: dict, directions: tuple[dict, dict], alphas, betas,
@@ -141,25 +151,11 @@ def grid_points(half_width: float, points: int, centre: float = 0.0) -> np.ndarr
     return np.linspace(centre - half_width, centre + half_width, points)
 
 
-@torch.no_grad()
 def line_metrics(spec: dict, start: dict, end: dict, alphas, x: torch.Tensor, y: torch.Tensor, *,
                  members: int = 32, desc: str = "interpolation", batch_size: int = 10_000) -> dict:
     """Loss and accuracy of θ(α) = (1 − α)·start + α·end for every α, on all of (x, y), `members`
     points at a time as one batched model. At α = 0 and α = 1 the weights are exactly start and end.
     Returns {"loss", "accuracy"}: float64 numpy arrays, one entry per α."""
-    if members < 1:
-        raise Hw1Error(f"members must be at least 1, got {members}")
-    device = x.device
-    forward = Ensemble(spec, [0], "cpu").forward_fn(True)  # only its structure is used
-    a, b = ({k: v.to(device, torch.float32) for k, v in d.items()} for d in (start, end))
-    alphas = torch.tensor(np.asarray(alphas, dtype=np.float64), dtype=torch.float32, device=device)
-    loss, accuracy = [], []
-    for first in tqdm(range(0, len(alphas), members), desc=desc, disable=not show_progress(),
-                      leave=False):
-        t = alphas[first:first + members]
-        params = {k: (1 - t).view(-1, *[1] * a[k].dim()) * a[k] + t.view(-1, *[1] * a[k].dim()) * b[k]
-                  for k in a}
-        metrics = evaluate_members(forward, params, x, y, "classification", batch_size=batch_size)
-        loss.append(metrics["loss"].cpu())
-        accuracy.append(metrics["accuracy"].cpu())
-    return {"loss": torch.cat(loss).numpy(), "accuracy": torch.cat(accuracy).numpy()}
+    alphas = np.asarray(alphas, dtype=np.float64)
+    weights = np.column_stack([1 - alphas, alphas])
+    return _combinations(spec, (start, end), weights, x, y, members, desc, batch_size)
