@@ -1,12 +1,14 @@
-# make setup | make report [PROFILE=smoke|quick|full] [DEVICE=auto|cpu|cuda] | make test
+# make setup [setup-ray] | make report [PROFILE=smoke|quick|full] [DEVICE=auto|cpu|cuda] [BACKEND=local|ray] [ADDRESS=…] | make test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?=
 DEVICE ?= auto
+BACKEND ?= local
+ADDRESS ?=
 KERNEL_SPEC := $(VENV)/share/jupyter/kernels/hw1/kernel.json
 
-.PHONY: setup data pdf-browser report test clean-results
+.PHONY: setup setup-ray data pdf-browser report test clean-results
 
 setup: $(VENV)/.installed $(KERNEL_SPEC) data pdf-browser
 
@@ -20,6 +22,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 # --sys-prefix keeps the kernel inside this checkout's .venv, so two checkouts never share it.
 $(KERNEL_SPEC): $(VENV)/.installed
 	$(BIN)/python -m ipykernel install --sys-prefix --name hw1 --display-name "Python 3 (hw1)"
+
+# Optional: Ray, for --backend ray (README, "Running on a Ray cluster").
+setup-ray: $(VENV)/.installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-ray.txt
 
 data: $(VENV)/.installed
 	$(BIN)/python -m hw1lib data fetch
@@ -37,7 +43,8 @@ pdf-browser:
 	fi
 
 report: $(VENV)/.installed $(KERNEL_SPEC)
-	$(BIN)/python -m hw1lib report $(if $(PROFILE),--profile $(PROFILE)) --device $(DEVICE)
+	$(BIN)/python -m hw1lib report $(if $(PROFILE),--profile $(PROFILE)) --device $(DEVICE) \
+	  --backend $(BACKEND) $(if $(ADDRESS),--address $(ADDRESS))
 
 test: $(VENV)/.installed $(KERNEL_SPEC)
 	$(BIN)/python -m pytest

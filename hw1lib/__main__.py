@@ -18,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
         p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
         p.add_argument("--force", action="store_true", help="retrain even if a stored run exists")
+        p.add_argument("--backend", default=None, choices=["local", "ray"],
+                       help="local: train in this process (default); ray: each group of runs a "
+                            "Ray task (pip install -r requirements-ray.txt)")
+        p.add_argument("--address", default=None,
+                       help="with --backend ray: a running cluster's address (e.g. auto or "
+                            "HOST:6379; default: start a local Ray instance)")
 
     from .experiments import REGISTRY
 
@@ -57,14 +63,20 @@ def main(argv: list[str] | None = None) -> int:
             from .results import experiment_dir
 
             get(args.experiment)  # unknown experiment: one line, before anything runs
-            profile = check_profile(args.profile or default_profile(args.device))
-            run_experiment(args.experiment, profile, args.device, args.seed, args.force)
+            profile = check_profile(args.profile or default_profile(args.device, args.backend,
+                                                                    args.address))
+            if args.address and args.backend != "ray":
+                raise Hw1Error("--address applies to --backend ray")
+            run_experiment(args.experiment, profile, args.device, args.seed, args.force,
+                           args.backend, args.address)
             print(f"wrote {experiment_dir(profile, args.experiment) / 'summary.json'}")
         else:
             from .report import build_report
 
+            if args.address and args.backend != "ray":
+                raise Hw1Error("--address applies to --backend ray")
             build_report(args.profile, args.device, args.seed, args.sections, args.force,
-                         pdf=not args.no_pdf)
+                         pdf=not args.no_pdf, backend=args.backend, address=args.address)
     except Hw1Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

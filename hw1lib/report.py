@@ -39,8 +39,12 @@ VERSIONED = ("torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "sea
              "nbconvert")
 
 
-def default_profile(device: str) -> str:
-    """`full` where the run will use a GPU, `quick` elsewhere."""
+def default_profile(device: str, backend: str | None = None, address: str | None = None) -> str:
+    """`full` where the runs will use a GPU (here, or on the Ray cluster), `quick` elsewhere."""
+    if backend == "ray":
+        from .experiments.core import cluster_device, connect_ray
+
+        return "full" if cluster_device(device, connect_ray(address)) == "cuda" else "quick"
     return "full" if resolve_device(device).type == "cuda" else "quick"
 
 
@@ -153,7 +157,7 @@ def experiment_times(profile: str, experiments: list[str]) -> str:
     return "\n".join(lines)
 
 
-def front_page(profile: str, device: str, seed: int, timings: dict[str, float],
+def front_page(profile: str, device_text: str, seed: int, timings: dict[str, float],
                verdict_table: str = "", experiment_table: str = "") -> str:
     versions = {"python": platform.python_version()}
     for name in VERSIONED:
@@ -167,7 +171,7 @@ def front_page(profile: str, device: str, seed: int, timings: dict[str, float],
 | | |
 |---|---|
 | profile | **{profile}** (settings: `hw1lib/profiles.py`) |
-| device | {html.escape(device_description(resolve_device(device)))} |
+| device | {html.escape(device_text)} |
 | first seed | {seed} |
 | commit | `{git_commit()}` |
 | rendered | {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on {html.escape(platform.node() or 'unknown host')} |
@@ -277,28 +281,51 @@ def write_report_files(page: str, html_path: Path, pdf: bool = True) -> Path | N
 
 def build_report(profile: str | None = None, device: str = "auto", seed: int = 0,
                  sections: list[str] | None = None, force: bool = False,
-                 out_dir: Path = REPORT_DIR, pdf: bool = True) -> dict:
-    """Execute the section notebooks and render out_dir/hw1-report-<profile>.html (and .pdf)."""
-    profile = check_profile(profile or default_profile(device))
-    resolve_device(device)  # a clear error before any notebook starts
+                 out_dir: Path = REPORT_DIR, pdf: bool = True, backend: str | None = None,
+                 address: str | None = None) -> dict:
+    """Execute the section notebooks and render out_dir/hw1-report-<profile>.html (and .pdf).
+
+    backend "ray": the notebooks' experiments run their groups of runs as Ray tasks, on the cluster
+    at `address` or on one local Ray instance started here for the whole report."""
+    backend = backend or "local"
+    if backend not in ("local", "ray"):
+        raise Hw1Error(f"unknown backend {backend!r}; valid: local, ray")
     notebooks = select_notebooks(sections)
     out_dir = Path(out_dir)
     # Progress bars are for interactive use; in executed notebooks they would be noise.
     os.environ["HW1_PROGRESS"] = "0"
+    ray = None
+    if backend == "ray":  # the kernels join this process's Ray instance through the environment
+        from .experiments.core import cluster_device, connect_ray
+
+        ray = connect_ray(address)
+        device_type = cluster_device(device, ray)  # a clear error before any notebook starts
+        where = ray.get_runtime_context().gcs_address
+        os.environ.update(HW1_BACKEND="ray", HW1_RAY_ADDRESS=where)
+        device_text = f"{device_type}, on the Ray cluster at {where}"
+    else:
+        os.environ["HW1_BACKEND"] = "local"
+        device_text = device_description(resolve_device(device))  # a clear error before any notebook
+    profile = check_profile(profile or default_profile(device, backend, address))
     params = {"profile": profile, "device": device, "seed": seed, "force": force}
     timings, executed = {}, []
-    for nb in notebooks:
-        target = out_dir / "executed" / profile / nb.name
-        print(f"report: executing {nb.name} (profile {profile}, device {device}) …", flush=True)
-        timings[nb.stem] = execute_notebook(nb, target, params)
-        print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
-        executed.append(target)
+    try:
+        for nb in notebooks:
+            target = out_dir / "executed" / profile / nb.name
+            print(f"report: executing {nb.name} (profile {profile}, device {device}, backend "
+                  f"{backend}) …", flush=True)
+            timings[nb.stem] = execute_notebook(nb, target, params)
+            print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
+            executed.append(target)
+    finally:
+        if ray is not None:
+            ray.shutdown()
     from .experiments import REGISTRY
 
     in_order = sorted(REGISTRY.values(), key=lambda e: tuple(map(int, e.section.split("."))))
     chosen = [e.id for e in in_order if not sections or e.section in sections]
     table = markdown_table(verdicts(profile, seed, chosen))
-    page = render_html(executed, front_page(profile, device, seed, timings, table,
+    page = render_html(executed, front_page(profile, device_text, seed, timings, table,
                                             experiment_times(profile, chosen)))
     html_path = report_path(out_dir, profile)
     pdf_path = write_report_files(page, html_path, pdf)

@@ -14,6 +14,7 @@ copies of the loop: recording gradient norms, snapshotting weights, switching th
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -49,6 +50,27 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def matmul_precision(device: torch.device, tf32: bool):
+    """On a GPU: float32 matrix products and convolutions in TF32 (a 10-bit mantissa on the tensor
+    cores) when `tf32`, else in full float32, and cuDNN's fastest convolution algorithm for the
+    shapes at hand (`cudnn.benchmark`). On the CPU nothing changes. Float64 work (the Hessians) is
+    never affected. The previous settings are restored on exit."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark)
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved[1:]
 
 
 def device_description(device: torch.device) -> str:

@@ -116,3 +116,37 @@ def test_the_summary_says_where_the_time_went_and_the_front_page_shows_it(result
     table = experiment_times("smoke", ["1.2-gradnorm", "1.1-mnist"])
     assert f"| 1.2-gradnorm | {again.summary['device']} | {t2['runs']} (0 trained now) |" in table
     assert "| 1.1-mnist | not run |" in table
+
+
+def test_tf32_is_on_for_a_gpu_run_of_an_experiment_that_allows_it_and_restored_after(results_dir,
+                                                                                     monkeypatch):
+    import torch
+    from hw1lib.experiments import core
+
+    seen = {}
+
+    def train_jobs(s, jobs, device):  # records the settings it trains under; touches no GPU
+        seen[(s["name"], device.type)] = (torch.get_float32_matmul_precision(),
+                                          torch.backends.cudnn.allow_tf32,
+                                          torch.backends.cudnn.benchmark)
+        return [{"metrics": {"history": {"epoch": [1]}}, "summary": {}} for _ in jobs]
+
+    monkeypatch.setattr(core, "device_description", lambda device: device.type)  # no GPU to name
+    before = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32,
+              torch.backends.cudnn.benchmark)
+    for name, tf32 in (("allows", True), ("exact", False)):
+        monkeypatch.setitem(core.REGISTRY, name, core.Experiment(
+            name, "1.1", lambda s: [{}], train_jobs, lambda *a: {},
+            "experiments/deep_vs_shallow.py", tf32=tf32))
+        for device in ("cuda", "cpu"):
+            config = results.run_config({"name": name}, {"seed": 0}, device, "code")
+            core._train_and_store(name, "smoke", {"name": name}, [{"seed": 0}], [config], device,
+                                  False)
+    assert seen[("allows", "cuda")] == ("high", True, True)
+    assert seen[("exact", "cuda")] == ("highest", False, True)
+    assert seen[("allows", "cpu")] == seen[("exact", "cpu")] == before  # the CPU is left alone
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark) == before
+    # the experiments measuring small relative changes keep full float32 on a GPU
+    exact = {"1.1-function", "1.2-gradnorm", "1.2-minimal-ratio", "1.3-sensitivity"}
+    assert not any(REGISTRY[e].tf32 for e in exact) and REGISTRY["1.1-mnist"].tf32

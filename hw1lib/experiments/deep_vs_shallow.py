@@ -91,7 +91,7 @@ def _summarize_mnist(s: dict, runs, history) -> dict:
 
 
 @experiment("1.1-mnist", section="1.1", jobs=_mnist_jobs, summarize=_summarize_mnist,
-            group_by=("model",))
+            group_by=("model",), tf32=True)
 def train_mnist_cnns(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
     """Every seed of one CNN, as one ensemble."""
     data = load_mnist(device)

@@ -85,7 +85,7 @@ def _summarize_random_labels(s: dict, runs, history) -> dict:
 
 
 @experiment("1.3-random-labels", section="1.3", jobs=_random_label_jobs,
-            summarize=_summarize_random_labels)
+            summarize=_summarize_random_labels, tf32=True)
 def fit_random_labels(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
     """Every seed on random and on true labels, as one ensemble (each member its own labels)."""
     data = load_mnist(device)
@@ -165,7 +165,7 @@ def _summarize_params(s: dict, runs, history) -> dict:
 
 
 @experiment("1.3-params", section="1.3", jobs=_params_jobs, summarize=_summarize_params,
-            group_by=("sweep", "width"))
+            group_by=("sweep", "width"), tf32=True)
 def train_widths(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
     """Every seed of one width of one sweep, as one ensemble."""
     data = load_mnist(device)
@@ -231,7 +231,7 @@ def _summarize_interpolation(s: dict, runs, history) -> dict:
 
 
 @experiment("1.3-interpolation", section="1.3", jobs=_interpolation_jobs,
-            summarize=_summarize_interpolation, group_by=("pair",))
+            summarize=_summarize_interpolation, group_by=("pair",), tf32=True)
 def interpolate_pairs(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
     """Both ends of one pair for every seed (each end one ensemble; a seed's two ends share their
     initialization), then the loss along the line through each seed's two ends."""

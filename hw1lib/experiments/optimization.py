@@ -310,7 +310,7 @@ def _summarize_pca(s: dict, runs, history, stored) -> dict:
     return out
 
 
-@experiment("1.2-pca", section="1.2", jobs=_pca_jobs, summarize=_summarize_pca)
+@experiment("1.2-pca", section="1.2", jobs=_pca_jobs, summarize=_summarize_pca, tf32=True)
 def record_trajectories(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
     """Every seed of the MNIST DNN as one ensemble, its weights recorded every few epochs."""
     data = load_mnist(device)
@@ -373,7 +373,8 @@ def _summarize_surface(s: dict, runs, history, stored) -> dict:
     return {"planes": out}
 
 
-@experiment("1.2-error-surface", section="1.2", jobs=_surface_jobs, summarize=_summarize_surface)
+@experiment("1.2-error-surface", section="1.2", jobs=_surface_jobs, summarize=_summarize_surface,
+            tf32=True)
 def error_surfaces(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
     """The training loss over planes through the end point of the 1.2-pca run of the base seed."""
     source = s["source"]

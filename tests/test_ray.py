@@ -1,0 +1,90 @@
+"""The Ray backend: each group of runs a Ray task on a local instance, with exactly the results of
+the in-process backend, and the results folder as the meeting point."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hw1lib import Hw1Error
+from hw1lib.experiments import core, run_experiment
+
+EXPERIMENT = "1.1-function"  # smoke: 3 groups (one per net) of 2 targets × 2 seeds
+
+
+def need_ray():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Ray is missing in CI: .ci/run installs it with make setup-ray")
+        pytest.skip("Ray is not installed (make setup-ray)")
+
+
+@pytest.fixture
+def local_ray():
+    need_ray()
+    ray = core.connect_ray()  # a new local instance, as `--backend ray` without an address starts
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_tasks_store_exactly_the_runs_of_the_local_backend(tmp_path, monkeypatch, local_ray):
+    def in_process(*args):
+        raise AssertionError("the Ray backend trained in the driver's process")
+    monkeypatch.setattr(core, "_train", in_process)  # the workers import their own copy
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path / "ray"))
+    via_ray = run_experiment(EXPERIMENT, "smoke", "cpu", backend="ray")
+    again = run_experiment(EXPERIMENT, "smoke", "cpu", backend="ray")
+    monkeypatch.undo()
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path / "local"))
+    local = run_experiment(EXPERIMENT, "smoke", "cpu", backend="local")
+
+    assert via_ray.summary["backend"] == "ray" and local.summary["backend"] == "local"
+    assert via_ray.summary["timing"]["trained_now"] == len(via_ray.runs) == len(local.runs) > 3
+    assert again.summary["timing"]["trained_now"] == 0  # the second call found every run stored
+    for a, b in zip(via_ray.stored, local.stored):
+        assert tmp_path / "ray" in Path(a["run_dir"]).parents
+        assert Path(a["run_dir"]).name == Path(b["run_dir"]).name  # the same cache key
+        assert a["metrics"] == b["metrics"]
+        wa = torch.load(Path(a["run_dir"]) / "model.pt", weights_only=True)
+        wb = torch.load(Path(b["run_dir"]) / "model.pt", weights_only=True)
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    drop = {"timing", "device", "backend"}
+    assert ({k: v for k, v in via_ray.summary.items() if k not in drop}
+            == {k: v for k, v in local.summary.items() if k not in drop})
+
+
+def test_a_failing_ray_task_is_one_error_line_in_the_driver(tmp_path, monkeypatch, local_ray):
+    # registered here only: the workers' registry does not know it, so their task fails
+    fake = core.Experiment("only-in-the-driver", "1.1", lambda s: [{}], None,
+                           lambda *a: {}, core.get(EXPERIMENT).module_file)
+    monkeypatch.setitem(core.REGISTRY, fake.id, fake)
+    monkeypatch.setattr(core, "resolve_settings", lambda experiment, profile: {"seeds": 1})
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(Hw1Error, match="a Ray task failed.*unknown experiment 'only-in-the-driver'"):
+        run_experiment(fake.id, "smoke", "cpu", backend="ray")
+
+
+def test_bad_backend_requests_are_one_line_each(tmp_path, monkeypatch):
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(Hw1Error, match="unknown backend 'spark'"):
+        run_experiment(EXPERIMENT, "smoke", "cpu", backend="spark")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(Hw1Error, match="needs Ray.*requirements-ray.txt"):
+        run_experiment(EXPERIMENT, "smoke", "cpu", backend="ray")
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_the_default_backend_never_imports_ray(tmp_path):
+    code = ("import sys, hw1lib.__main__, hw1lib.report\n"
+            "from hw1lib.experiments import run_experiment\n"
+            f"run_experiment({EXPERIMENT!r}, 'smoke', 'cpu')\n"
+            "assert 'ray' not in sys.modules, 'ray was imported'\n")
+    env = {**os.environ, "HW1_RESULTS_DIR": str(tmp_path), "HW1_PROGRESS": "0"}
+    env.pop("HW1_BACKEND", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "smoke" / EXPERIMENT / "summary.json").exists()
