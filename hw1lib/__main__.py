@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             from .experiments import get, run_experiment
             from .profiles import check_profile
-            from .report import default_profile
+            from .experiments.core import default_profile
             from .results import experiment_dir
 
             get(args.experiment)  # unknown experiment: one line, before anything runs

@@ -39,15 +39,6 @@ VERSIONED = ("torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "sea
              "nbconvert")
 
 
-def default_profile(device: str, backend: str | None = None, address: str | None = None) -> str:
-    """`full` where the runs will use a GPU (here, or on the Ray cluster), `quick` elsewhere."""
-    if backend == "ray":
-        from .experiments.core import cluster_device, connect_ray
-
-        return "full" if cluster_device(device, connect_ray(address)) == "cuda" else "quick"
-    return "full" if resolve_device(device).type == "cuda" else "quick"
-
-
 def report_path(out_dir: Path, profile: str, suffix: str = ".html") -> Path:
     """Each profile renders to its own file, so a smoke run never replaces the quick report."""
     return Path(out_dir) / f"hw1-report-{profile}{suffix}"
@@ -306,6 +297,8 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     else:
         os.environ["HW1_BACKEND"] = "local"
         device_text = device_description(resolve_device(device))  # a clear error before any notebook
+    from .experiments.core import default_profile
+
     profile = check_profile(profile or default_profile(device, backend, address))
     params = {"profile": profile, "device": device, "seed": seed, "force": force}
     timings, executed = {}, []

@@ -88,3 +88,16 @@ def test_the_default_backend_never_imports_ray(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "smoke" / EXPERIMENT / "summary.json").exists()
+
+
+def test_the_run_command_needs_none_of_the_report_stack(tmp_path):
+    # a GPU machine or a Ray worker may have torch and pandas but not Jupyter's packages
+    code = ("import sys\n"
+            "for name in ('nbformat', 'papermill', 'nbconvert', 'latex2mathml', 'ray'):\n"
+            "    sys.modules[name] = None\n"
+            "from hw1lib.__main__ import main\n"
+            f"sys.exit(main(['run', {EXPERIMENT!r}, '--device', 'cpu', '--profile', 'smoke']))\n")
+    env = {**os.environ, "HW1_RESULTS_DIR": str(tmp_path), "HW1_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "smoke" / EXPERIMENT / "summary.json").exists()

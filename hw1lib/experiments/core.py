@@ -192,6 +192,13 @@ def cluster_device(device: str, ray) -> str:
     return "cuda" if device == "cuda" or (device == "auto" and gpus) else "cpu"
 
 
+def default_profile(device: str, backend: str | None = None, address: str | None = None) -> str:
+    """`full` where the runs will use a GPU (here, or on the Ray cluster), `quick` elsewhere."""
+    if backend == "ray":
+        return "full" if cluster_device(device, connect_ray(address)) == "cuda" else "quick"
+    return "full" if resolve_device(device).type == "cuda" else "quick"
+
+
 def _run_groups(experiment_id: str, profile: str, s: dict, work: list[tuple[list, list]],
                 device_type: str, force: bool, backend: str, code: str) -> list[str]:
     """Train and store every (jobs, configs) group of `work`; the devices they ran on."""
