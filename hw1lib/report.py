@@ -14,6 +14,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from importlib import metadata
@@ -278,31 +279,34 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
 
     backend "ray": the notebooks' experiments run their groups of runs as Ray tasks, on the cluster
     at `address` or on one local Ray instance started here for the whole report."""
-    backend = backend or "local"
+    backend = backend or os.environ.get("HW1_BACKEND") or "local"
     if backend not in ("local", "ray"):
         raise Hw1Error(f"unknown backend {backend!r}; valid: local, ray")
     notebooks = select_notebooks(sections)
     out_dir = Path(out_dir)
     # Progress bars are for interactive use; in executed notebooks they would be noise.
     os.environ["HW1_PROGRESS"] = "0"
-    ray = None
-    if backend == "ray":  # the kernels join this process's Ray instance through the environment
-        from .experiments.core import cluster_device, connect_ray
-
-        ray = connect_ray(address)
-        device_type = cluster_device(device, ray)  # a clear error before any notebook starts
-        where = ray.get_runtime_context().gcs_address
-        os.environ.update(HW1_BACKEND="ray", HW1_RAY_ADDRESS=where)
-        device_text = f"{device_type}, on the Ray cluster at {where}"
-    else:
-        os.environ["HW1_BACKEND"] = "local"
-        device_text = device_description(resolve_device(device))  # a clear error before any notebook
-    from .experiments.core import default_profile
-
-    profile = check_profile(profile or default_profile(device, backend, address))
-    params = {"profile": profile, "device": device, "seed": seed, "force": force}
-    timings, executed = {}, []
+    saved = {k: os.environ.get(k) for k in ("HW1_BACKEND", "HW1_RAY_ADDRESS")}
+    ray, started_ray = None, False
     try:
+        if backend == "ray":  # the kernels join this process's Ray instance through the environment
+            from .experiments.core import cluster_device, connect_ray
+
+            joined = getattr(sys.modules.get("ray"), "is_initialized", lambda: False)()
+            ray = connect_ray(address)
+            started_ray = not joined  # a Ray instance this process had joined before stays
+            device_type = cluster_device(device, ray)  # a clear error before any notebook starts
+            where = ray.get_runtime_context().gcs_address
+            os.environ.update(HW1_BACKEND="ray", HW1_RAY_ADDRESS=where)
+            device_text = f"{device_type}, on the Ray cluster at {where}"
+        else:
+            os.environ["HW1_BACKEND"] = "local"
+            device_text = device_description(resolve_device(device))  # a clear error first
+        from .experiments.core import default_profile
+
+        profile = check_profile(profile or default_profile(device, backend, address))
+        params = {"profile": profile, "device": device, "seed": seed, "force": force}
+        timings, executed = {}, []
         for nb in notebooks:
             target = out_dir / "executed" / profile / nb.name
             print(f"report: executing {nb.name} (profile {profile}, device {device}, backend "
@@ -310,9 +314,14 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
             timings[nb.stem] = execute_notebook(nb, target, params)
             print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
             executed.append(target)
-    finally:
-        if ray is not None:
+    finally:  # leave the process as it was: no Ray instance of ours, no backend in the environment
+        if ray is not None and started_ray:
             ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     from .experiments import REGISTRY
 
     in_order = sorted(REGISTRY.values(), key=lambda e: tuple(map(int, e.section.split("."))))

@@ -101,3 +101,62 @@ def test_the_run_command_needs_none_of_the_report_stack(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "smoke" / EXPERIMENT / "summary.json").exists()
+
+
+def test_tasks_storing_where_the_driver_does_not_look_is_an_error_not_a_retrain(
+        tmp_path, monkeypatch, local_ray):
+    def in_process(*args):
+        raise AssertionError("the driver trained a run the Ray tasks had trained")
+    monkeypatch.setattr(core, "_train", in_process)
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path / "driver"))
+    # what the tasks are told: another folder, as on a node where the results path is not shared
+    monkeypatch.setattr(core, "results_root", lambda: tmp_path / "not-shared")
+    with pytest.raises(Hw1Error, match="must be shared by every node"):
+        run_experiment(EXPERIMENT, "smoke", "cpu", backend="ray")
+    assert list((tmp_path / "not-shared").rglob("model.pt"))  # the tasks did train and store
+
+
+def test_a_process_joined_to_one_ray_instance_refuses_another_address(local_ray):
+    here = local_ray.get_runtime_context().gcs_address
+    assert core.connect_ray(here) is local_ray and core.connect_ray("auto") is local_ray
+    with pytest.raises(Hw1Error, match=f"connected to Ray at {here}, not 127.0.0.1:1"):
+        core.connect_ray("127.0.0.1:1")
+
+
+def test_training_runs_nested_experiments_in_process_and_restores_the_backend(monkeypatch):
+    seen = []
+
+    def train_jobs(s, jobs, device):
+        seen.append(os.environ.get("HW1_BACKEND"))
+        return []
+    exp = core.Experiment("nested", "1.1", lambda s: [{}], train_jobs, lambda *a: {},
+                          core.get(EXPERIMENT).module_file)
+    monkeypatch.setenv("HW1_BACKEND", "ray")
+    core._train(exp, {}, [], torch.device("cpu"))
+    assert seen == ["local"] and os.environ["HW1_BACKEND"] == "ray"
+
+
+def test_a_ray_report_leaves_no_ray_instance_and_no_backend_behind(tmp_path, monkeypatch):
+    need_ray()
+    import ray
+    from hw1lib import report
+
+    def stop(*args):
+        raise RuntimeError("stopped before the first notebook")
+    monkeypatch.setattr(report, "execute_notebook", stop)
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("HW1_BACKEND", "local")
+    monkeypatch.delenv("HW1_RAY_ADDRESS", raising=False)
+    with pytest.raises(RuntimeError, match="stopped"):
+        report.build_report("smoke", "cpu", sections=["1.1"], pdf=False, backend="ray",
+                            out_dir=tmp_path)
+    assert not ray.is_initialized()  # it started one, so it stopped it
+    assert os.environ["HW1_BACKEND"] == "local" and "HW1_RAY_ADDRESS" not in os.environ
+    joined = core.connect_ray()
+    try:
+        with pytest.raises(RuntimeError, match="stopped"):
+            report.build_report("smoke", "cpu", sections=["1.1"], pdf=False, backend="ray",
+                                out_dir=tmp_path)
+        assert ray.is_initialized()  # one this process had joined before stays
+    finally:
+        joined.shutdown()

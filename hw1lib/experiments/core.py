@@ -131,8 +131,17 @@ BACKENDS = ("local", "ray")
 
 
 def _train(exp: Experiment, settings: dict, jobs: list[dict], dev: torch.device) -> list[dict]:
-    with matmul_precision(dev, exp.tf32):
-        return exp.train_jobs(settings, jobs, dev)
+    """exp.train_jobs; an experiment it runs in turn (1.2-error-surface runs 1.2-pca) runs here too."""
+    outer = os.environ.get("HW1_BACKEND")
+    os.environ["HW1_BACKEND"] = "local"
+    try:
+        with matmul_precision(dev, exp.tf32):
+            return exp.train_jobs(settings, jobs, dev)
+    finally:
+        if outer is None:
+            os.environ.pop("HW1_BACKEND", None)
+        else:
+            os.environ["HW1_BACKEND"] = outer
 
 
 def _train_and_store(experiment_id: str, profile: str, settings: dict, jobs: list[dict],
@@ -173,7 +182,12 @@ def connect_ray(address: str | None = None):
     except ImportError:
         raise Hw1Error("backend 'ray' needs Ray: .venv/bin/pip install -r requirements-ray.txt "
                        "(or make setup-ray)") from None
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        joined = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", joined):
+            raise Hw1Error(f"this process is connected to Ray at {joined}, not {address}; run the "
+                           f"experiment from a fresh process to use another cluster")
+    else:
         try:
             ray.init(address=address, include_dashboard=False, logging_level="WARNING",
                      configure_logging=False)
@@ -222,11 +236,15 @@ def _run_groups(experiment_id: str, profile: str, s: dict, work: list[tuple[list
             done, waiting = ray.wait(waiting, num_returns=1)
             where.append(ray.get(done[0]))
             bar.update()
-    except ray.exceptions.RayTaskError as exc:
+    except BaseException as exc:  # a failed task, a lost worker or node, Ctrl-C: stop the rest
         for ref in waiting:
-            ray.cancel(ref)
-        cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
-        raise Hw1Error(f"{experiment_id}: a Ray task failed: {cause}") from None
+            ray.cancel(ref, force=True)
+        if not isinstance(exc, ray.exceptions.RayError):
+            raise
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Hw1Error):  # the user's to fix: one line
+            raise Hw1Error(f"{experiment_id}: a Ray task failed: {cause}") from None
+        raise Hw1Error(f"{experiment_id}: a Ray task failed:\n{exc}") from None  # with its traceback
     finally:
         bar.close()
     return where
@@ -273,6 +291,11 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
                                                     for t in todo],
                         device_type, force, backend, code)
     trained_now = {i for t in todo for i in t}
+    unseen = [i for i in trained_now if not results.is_stored(profile, experiment_id, configs[i])]
+    if unseen:  # the tasks wrote to a folder that is not this one: never train them again here
+        raise Hw1Error(f"{experiment_id}: the Ray tasks stored {len(unseen)} run(s) that this process "
+                       f"does not see in {folder}; the results folder must be shared by every node "
+                       f"at the same path (HW1_RESULTS_DIR)")
     stored: list[dict] = []
     for i in range(len(jobs)):
 
