@@ -19,6 +19,7 @@ float32 rounding, which long chaotic runs can amplify (the tests state the toler
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -229,7 +230,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                    test: tuple[torch.Tensor, torch.Tensor] | None = None,
                    callbacks: Sequence[EnsembleCallback] = (), desc: str = "ensemble",
                    device: str | torch.device | None = None,
-                   dtype: torch.dtype = torch.float32, eval_every: int = 1) -> EnsembleResult:
+                   dtype: torch.dtype = torch.float32, eval_every: int = 1,
+                   sync_every: int | None = None) -> EnsembleResult:
     """Train one member per seed, batched; each member as `train.train(spec, ..., seed=s)` would.
 
     train_x / train_y are tensors shared by every member, or sequences of one tensor per member
@@ -237,6 +239,13 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     the whole training (and test) set, without dropout, in float64. With eval_every = k > 1 they
     are measured after every k-th epoch and the last one only (the history's "epoch" says which);
     training itself is unchanged. A loss threshold needs every epoch measured.
+
+    sync_every = k: the metrics stay on the device and are copied to the host once every k measured
+    epochs, so that a GPU never waits for the host in between (default: 100 on a GPU, 1 on the CPU,
+    where a copy costs nothing; always 1 with callbacks, which may read the histories). A member
+    that reaches the loss threshold inside such a window keeps the weights of that epoch, saved on
+    the device when it got there, and its history ends there, exactly as with k = 1; it trains on
+    in the batch, unused, until the window closes.
     """
     if task not in TASKS:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
@@ -248,6 +257,11 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         raise Hw1Error("a loss threshold is checked after every epoch: use eval_every=1 with it")
     if batch_size is not None and batch_size < 1:
         raise Hw1Error(f"batch_size must be at least 1 (or None for full batch), got {batch_size}")
+    if sync_every is not None and (isinstance(sync_every, bool) or not isinstance(sync_every, int)
+                                   or sync_every < 1):
+        raise Hw1Error(f"sync_every must be a whole number ≥ 1, got {sync_every!r}")
+    if sync_every not in (None, 1) and callbacks:
+        raise Hw1Error("callbacks see the histories after every epoch: use sync_every=1 with them")
     ens = Ensemble(spec, seeds, device if device is not None else
                    (train_x if isinstance(train_x, torch.Tensor) else train_x[0]).device, dtype)
     members = len(ens)
@@ -276,6 +290,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     forward_each = ens.forward_fn(False)
     test_forward = ens.forward_fn(True)
     dev = x_all.device
+    window = sync_every or (100 if dev.type == "cuda" and not callbacks else 1)
     order_generators = [torch.Generator(device=dev).manual_seed(shuffle_seed(s)) for s in seeds]
     dropout_generators = []
     for random_state in ens.random_states:
@@ -340,6 +355,35 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         for cb in callbacks:
             cb.on_step(state)
 
+    pending: list[tuple[int, dict]] = []  # measured epochs whose metrics are still on the device
+    if window > 1 and loss_threshold is not None:
+        reached = torch.zeros(members, dtype=torch.bool, device=dev)  # per active member
+        kept = {k: v.detach().clone() for k, v in params.items()}  # its weights when it got there
+
+    def copy_to_histories() -> dict[int, int]:
+        """Append the pending epochs to the active members' histories (one copy to the host);
+        returns {row: epoch} of the members whose training loss reached the threshold, each history
+        ending at that epoch."""
+        values = {k: torch.stack([m[k] for _, m in pending]).tolist() for k in pending[0][1]}
+        done: dict[int, int] = {}
+        for i, (epoch, _) in enumerate(pending):
+            for row, m in enumerate(state.active):
+                if row in done:
+                    continue
+                h = state.histories[m]
+                h["epoch"].append(epoch)
+                for k, per_epoch in values.items():
+                    h[k].append(per_epoch[i][row])
+                loss = values["train_loss"][i][row]
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"{desc}: member seed {seeds[m]}'s training loss became "
+                                           f"{loss} at epoch {epoch} (lr={lr}); lower the learning "
+                                           f"rate")
+                if loss_threshold is not None and loss <= loss_threshold:
+                    done[row] = epoch
+        pending.clear()
+        return done
+
     # Without dropout, the training-mode forward pass over the whole set is the measurement: full
     # batch then measures an epoch's end and builds the next step's graph at once, as train() does.
     reuse_measurement = full_batch and not ens.dropouts
@@ -385,31 +429,31 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         if test is not None:
             metrics.update({f"test_{k}": v for k, v in evaluate_members(
                 test_forward, state.params, test[0], test[1], task).items()})
-        recorded = {k: v.tolist() for k, v in metrics.items()}  # one copy to the host per epoch
-        for row, m in enumerate(state.active):
-            h = state.histories[m]
-            h["epoch"].append(epoch)
-            for k, values in recorded.items():
-                h[k].append(values[row])
-            if not torch.isfinite(torch.tensor(recorded["train_loss"][row])):
-                raise TrainingDiverged(f"{desc}: member seed {seeds[m]}'s training loss became "
-                                       f"{recorded['train_loss'][row]} at epoch {epoch} (lr={lr}); "
-                                       f"lower the learning rate")
+        pending.append((epoch, metrics))
+        if window > 1 and loss_threshold is not None:  # keep each member's weights where it got there
+            first = (metrics["train_loss"] <= loss_threshold) & ~reached
+            for k, v in state.params.items():
+                kept[k] = torch.where(first.view(-1, *[1] * (v.dim() - 1)), v.detach(), kept[k])
+            reached |= first
+        if len(pending) < window and epoch != epochs and not state.stop:
+            continue
+        done = copy_to_histories()
         for cb in callbacks:
             cb.on_epoch_end(state)
-        done = [row for row, value in enumerate(recorded["train_loss"])
-                if loss_threshold is not None and value <= loss_threshold]
         if done:
-            for row in done:
+            for row, stop_epoch in done.items():
                 m = state.active[row]
-                threshold_epochs[m] = epoch
-                finished[m] = ens.state_dict(row, state.params)
+                threshold_epochs[m] = stop_epoch
+                finished[m] = ens.state_dict(row, kept if window > 1 else state.params)
             keep = [row for row in range(len(state.active)) if row not in done]
             state.active = [state.active[row] for row in keep]
             if not state.active:
                 break
-            state.params, state.optimizer = _keep_members(
-                state.params, state.optimizer, torch.tensor(keep, device=dev), make)
+            rows = torch.tensor(keep, device=dev)
+            state.params, state.optimizer = _keep_members(state.params, state.optimizer, rows, make)
+            if window > 1:
+                kept = {k: v[rows] for k, v in kept.items()}
+                reached = reached[rows]
             measured = None  # its graph belongs to the old parameters
         if epoch % 50 == 0 or not full_batch:
             bar.set_postfix(training=len(state.active), refresh=False)

@@ -11,6 +11,7 @@ import torch
 from hw1lib import Hw1Error
 from hw1lib.data import target_function
 from hw1lib.ensemble import (Ensemble, EnsembleCallback, evaluate_members, train_ensemble)
+from hw1lib.train import TrainingDiverged
 from hw1lib.models import build_model
 from hw1lib.train import evaluate, train
 
@@ -153,3 +154,33 @@ def test_measuring_every_third_epoch_changes_nothing_but_which_epochs_are_measur
         train_ensemble(SMALL_CNN, [0], x, y, eval_every=2, loss_threshold=0.1, **settings)
     with pytest.raises(Hw1Error, match="eval_every"):
         train_ensemble(SMALL_CNN, [0], x, y, eval_every=0, **settings)
+
+
+@pytest.mark.parametrize("window", [7, 1000])
+def test_reading_the_metrics_every_k_epochs_changes_nothing(window):
+    # members stop at different epochs inside a window (or never); each keeps the weights and the
+    # history of its own stopping epoch, as when every epoch is read at once
+    x, sinc = (t.double() for t in target_function("sinc", 200))
+    sign = target_function("sign", 200)[1].double()
+    seeds, targets = [0, 1, 2, 3], [sinc, sign, sinc, sign]
+    settings = dict(task="regression", epochs=100, lr=0.01, weight_decay=1e-4, loss_threshold=0.02,
+                    dtype=torch.float64)
+    every = train_ensemble(MLP, seeds, x, targets, sync_every=1, **settings)
+    windowed = train_ensemble(MLP, seeds, x, targets, sync_every=window, **settings)
+    stops = [m["threshold_epoch"] for m in every.members]
+    assert stops[0] and stops[2] and stops[0] % window and stops[2] % window  # inside a window
+    for a, b in zip(every.members, windowed.members):
+        assert a["threshold_epoch"] == b["threshold_epoch"]
+        assert a["history"] == b["history"]
+        assert max_difference(a["state_dict"], b["state_dict"]) < 1e-12
+
+
+def test_a_diverging_member_is_caught_in_a_window_and_windows_need_no_callbacks():
+    x, y = target_function("sinc", 50)
+    with pytest.raises(TrainingDiverged, match="seed 0's training loss became nan at epoch"):
+        train_ensemble(MLP, [0], x, y, task="regression", epochs=30, lr=1e30, sync_every=10)
+    with pytest.raises(Hw1Error, match="sync_every must be a whole number"):
+        train_ensemble(MLP, [0], x, y, task="regression", epochs=3, lr=1e-3, sync_every=0)
+    with pytest.raises(Hw1Error, match="use sync_every=1 with them"):
+        train_ensemble(MLP, [0], x, y, task="regression", epochs=3, lr=1e-3, sync_every=5,
+                       callbacks=[EnsembleCallback()])
