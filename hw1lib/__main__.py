@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             from .results import experiment_dir
 
             get(args.experiment)  # unknown experiment: one line, before anything runs
-            profile = check_profile(args.profile or default_profile(args.device, args.backend,
-                                                                    args.address))
             if args.address and args.backend != "ray":
                 raise Hw1Error("--address applies to --backend ray")
+            profile = check_profile(args.profile or default_profile(args.device, args.backend,
+                                                                    args.address))
             run_experiment(args.experiment, profile, args.device, args.seed, args.force,
                            args.backend, args.address)
             print(f"wrote {experiment_dir(profile, args.experiment) / 'summary.json'}")

@@ -149,6 +149,15 @@ def experiment_times(profile: str, experiments: list[str]) -> str:
     return "\n".join(lines)
 
 
+def stored_under(profile: str) -> str:
+    """Where this profile's runs are stored: relative to the project when inside it."""
+    folder = (results.results_root() / profile).resolve()
+    try:
+        return folder.relative_to(PROJECT_ROOT.resolve()).as_posix() + "/"
+    except ValueError:
+        return f"{folder}/"
+
+
 def front_page(profile: str, device_text: str, seed: int, timings: dict[str, float],
                verdict_table: str = "", experiment_table: str = "") -> str:
     versions = {"python": platform.python_version()}
@@ -169,7 +178,7 @@ def front_page(profile: str, device_text: str, seed: int, timings: dict[str, flo
 | rendered | {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on {html.escape(platform.node() or 'unknown host')} |
 | libraries | {', '.join(f'{k} {v}' for k, v in versions.items())} |
 
-**Time per section** (wall time of executing its notebook; runs already stored under `results/{profile}/` are loaded, not retrained):
+**Time per section** (wall time of executing its notebook; runs already stored under `{stored_under(profile)}` are loaded, not retrained):
 
 | section | time |
 |---|---|

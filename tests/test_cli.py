@@ -12,6 +12,8 @@ from hw1lib.report import select_notebooks
     (["run", "1.1-function", "--profile", "smoke", "--device", "gpu"], "unknown device 'gpu'; valid: auto, cpu, cuda"),
     (["report", "--profile", "huge"], "unknown profile 'huge'"),
     (["report", "--profile", "smoke", "--sections", "2.1"], "unknown section '2.1'; valid: 1.1"),
+    (["run", "1.1-function", "--address", "10.0.0.1:6379"], "--address applies to --backend ray"),
+    (["report", "--profile", "smoke", "--address", "auto"], "--address applies to --backend ray"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys, results_dir):
     assert main(argv) == 1

@@ -96,6 +96,7 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
     assert len(figures) >= 4 and "No description has been provided" not in page
     assert "<math" in page and "$\\frac" not in page  # formulas rendered, offline
     assert 'nav class="hw1-toc"' in page and "profile | **smoke**" not in page and ">smoke<" in page
+    assert f"<code>{results_dir.resolve()}/smoke/</code>" in page  # where this run's results are
     # nothing is loaded from a network when the page is opened
     assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)="(https?:)?//', page)
     summaries = {}
