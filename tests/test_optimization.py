@@ -126,6 +126,8 @@ def landscape_runs(tmp_path_factory, mnist_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HW1_RESULTS_DIR", str(folder))
         surface = run_experiment("1.2-error-surface", "smoke", "cpu", seed=5)  # trains 1.2-pca first
+        # 1.2-pca's summary (and the time it records) is written by 1.2-pca's own call only
+        assert not (folder / "smoke" / "1.2-pca" / "summary.json").exists()
         return run_experiment("1.2-pca", "smoke", "cpu", seed=5), surface
 
 

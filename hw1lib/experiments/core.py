@@ -252,11 +252,14 @@ def _run_groups(experiment_id: str, profile: str, s: dict, work: list[tuple[list
 
 def run_experiment(experiment_id: str, profile: str = "quick", device: str = "auto", seed: int = 0,
                    force: bool = False, backend: str | None = None,
-                   address: str | None = None) -> ExperimentResult:
+                   address: str | None = None, write_summary: bool = True) -> ExperimentResult:
     """Train (or load) every job of an experiment, write results/<profile>/<id>/summary.json.
 
     backend: "local" (in this process) or "ray" (each group a Ray task; `address` of a running
     cluster, else a local instance); default $HW1_BACKEND, else local. Results are the same either way.
+    write_summary=False leaves summary.json and the experiment's other files as they are: for an
+    experiment that only reads another's runs, so that the timing its summary records stays that
+    of the experiment's own call.
     """
     started = time.perf_counter()
     exp = get(experiment_id)
@@ -324,11 +327,11 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
         "trained_now": int((~runs["cached"]).sum()),
         "wall_seconds": time.perf_counter() - started}
     result = ExperimentResult(s, runs, history, summary, stored)
-    if writable:
+    if writable and write_summary:
         if exp.write_files:
             exp.write_files(result, folder)
         results.write_summary(profile, experiment_id, summary)  # last: its presence means complete
-    else:
+    elif not writable:
         print(f"results: {folder} is read-only; read every stored run, summary.json left as it was")
     return result
 

@@ -379,7 +379,8 @@ def error_surfaces(s: dict, jobs: list[dict], device: torch.device) -> list[dict
     """The training loss over planes through the end point of the 1.2-pca run of the base seed."""
     source = s["source"]
     seed = jobs[0]["seed"]
-    trained = run_experiment(source["experiment"], source["profile"], device.type, seed=seed)
+    trained = run_experiment(source["experiment"], source["profile"], device.type, seed=seed,
+                             write_summary=False)  # its runs only: 1.2-pca's summary is its own
     row = trained.runs.index[trained.runs["seed"] == seed][0]
     run = trained.stored[row]
     centre = results.load_state_dict(run)
