@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from .. import Hw1Error, results, results_root
 from ..profiles import PROFILES
 from ..profiles import settings as resolve_settings
-from ..train import device_description, matmul_precision, resolve_device, show_progress
+from ..train import DEVICES, device_description, matmul_precision, resolve_device, show_progress
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def _train_and_store(experiment_id: str, profile: str, settings: dict, jobs: lis
 
 def _ray_task(results_dir: str, code: str, *args) -> str:
     """_train_and_store on a Ray worker, writing to the driver's results folder with its code."""
-    os.environ.update(HW1_RESULTS_DIR=results_dir, HW1_BACKEND="local", HW1_PROGRESS="0")
+    os.environ.update(HW1_RESULTS_DIR=results_dir, HW1_PROGRESS="0")  # _train runs nested calls here
     exp = get(args[0])
     here = results.code_fingerprint((exp.module_file,))
     if here != code:  # the runs would be stored under a key of code this worker does not run
@@ -198,8 +198,8 @@ def connect_ray(address: str | None = None):
 
 def cluster_device(device: str, ray) -> str:
     """'auto' → cuda when the Ray cluster has a GPU; 'cuda' on a cluster without one is an error."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise Hw1Error(f"unknown device {device!r}; valid: auto, cpu, cuda")
+    if device not in DEVICES:
+        raise Hw1Error(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
     gpus = ray.cluster_resources().get("GPU", 0)
     if device == "cuda" and not gpus:
         raise Hw1Error("device 'cuda' was asked for, but the Ray cluster has no GPU")
