@@ -46,8 +46,9 @@ def hand_written_net(theta, x):
     return h @ w3.T + b3
 
 
-def test_batched_hessians_equal_autograd_functional_hessians_of_each_member():
-    x = torch.linspace(-1, 1, 9, dtype=torch.float64).unsqueeze(1)
+@pytest.mark.parametrize("samples", [9, 4000])  # on the CPU: one chunk of rows; 7 chunks, the last short
+def test_batched_hessians_equal_autograd_functional_hessians_of_each_member(samples):
+    x = torch.linspace(-1, 1, samples, dtype=torch.float64).unsqueeze(1)
     y = torch.sin(3 * x)
     ens = Ensemble(TANH, [0, 1, 2], dtype=torch.float64)
     theta = flatten(ens.params)
