@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -214,6 +215,30 @@ def _keep_members(params: dict, optimizer, keep: torch.Tensor, make: Callable) -
     return new, new_optimizer
 
 
+def _graphs_possible(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def _capture(body: Callable[[], dict], warm_up: Callable[[], None]) -> Callable[[], dict]:
+    """A CUDA graph of body(). warm_up() runs first on a side stream (as torch's capture recipe
+    asks: lazy initialisations must not happen inside the capture) and must leave the state as it
+    found it; capturing runs nothing. Returns replay(), which runs body's kernels again on the same
+    tensors and returns body's outputs, refreshed in place."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        warm_up()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = body()
+
+    def replay() -> dict:
+        graph.replay()
+        return outputs
+    return replay
+
+
 @dataclass
 class EnsembleResult:
     """`members[i]` = {"seed", "history", "epochs_run", "threshold_epoch", "state_dict"} of seed i;
@@ -231,7 +256,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                    callbacks: Sequence[EnsembleCallback] = (), desc: str = "ensemble",
                    device: str | torch.device | None = None,
                    dtype: torch.dtype = torch.float32, eval_every: int = 1,
-                   sync_every: int | None = None) -> EnsembleResult:
+                   sync_every: int | None = None, cuda_graph: bool = False) -> EnsembleResult:
     """Train one member per seed, batched; each member as `train.train(spec, ..., seed=s)` would.
 
     train_x / train_y are tensors shared by every member, or sequences of one tensor per member
@@ -246,6 +271,13 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     that reaches the loss threshold inside such a window keeps the weights of that epoch, saved on
     the device when it got there, and its history ends there, exactly as with k = 1; it trains on
     in the batch, unused, until the window closes.
+
+    cuda_graph=True replays each full-batch epoch (the measurement at its end, then the next step,
+    as one graph) on a GPU, which removes the launch overhead of small nets; the graph is captured
+    again when members stop. It applies to full-batch training without dropout, callbacks or
+    eval_every on a GPU, and anything else (a CPU, a failed capture, with a warning) trains eagerly.
+    Adam then keeps its step count on the GPU (`capturable=True`), which rounds its bias correction
+    differently: results agree with eager training to float rounding, not bit for bit.
     """
     if task not in TASKS:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
@@ -279,8 +311,13 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     if test is not None:
         keys += ["test_loss"] + (["test_accuracy"] if classification else [])
 
+    dev = x_all.device
+    graphed = (cuda_graph and full_batch and not ens.dropouts and not callbacks and eval_every == 1
+               and _graphs_possible(dev))
+
     def make(params):
-        return make_optimizer(optimizer, params, lr, weight_decay, momentum)
+        return make_optimizer(optimizer, params, lr, weight_decay, momentum,
+                              capturable=graphed and dev.type == "cuda")
 
     params = {k: v.clone().requires_grad_() for k, v in ens.params.items()}
     state = EnsembleState(ens, params, make(list(params.values())), [{k: [] for k in keys}
@@ -289,7 +326,6 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     forward = ens.forward_fn(shared)
     forward_each = ens.forward_fn(False)
     test_forward = ens.forward_fn(True)
-    dev = x_all.device
     window = sync_every or (100 if dev.type == "cuda" and not callbacks else 1)
     order_generators = [torch.Generator(device=dev).manual_seed(shuffle_seed(s)) for s in seeds]
     dropout_generators = []
@@ -356,9 +392,86 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             cb.on_step(state)
 
     pending: list[tuple[int, dict]] = []  # measured epochs whose metrics are still on the device
-    if window > 1 and loss_threshold is not None:
+    # Members that reach the threshold are taken out only when their metrics reach the host (after
+    # a window) and a graphed epoch has already taken the next step: so each keeps, on the device,
+    # the weights of the epoch at which it got there.
+    track = loss_threshold is not None and (window > 1 or graphed)
+    if track:
         reached = torch.zeros(members, dtype=torch.bool, device=dev)  # per active member
         kept = {k: v.detach().clone() for k, v in params.items()}  # its weights when it got there
+
+    def measure(output, yb) -> dict:
+        """The active members' metrics from their full-batch training-mode output (no dropout here,
+        so that is the evaluation), and on the test set; float64, on the device."""
+        with torch.no_grad():
+            target = yb if classification else yb.double()
+            metrics = {"train_loss": member_losses(task, output.double(), target, shared)}
+            if classification:
+                labels = yb.expand(len(state.active), -1) if shared else yb
+                metrics["train_accuracy"] = (output.argmax(-1) == labels).double().mean(1)
+        return metrics
+
+    def test_metrics() -> dict:
+        if test is None:
+            return {}
+        return {f"test_{k}": v for k, v in evaluate_members(
+            test_forward, state.params, test[0], test[1], task).items()}
+
+    def remember_stops(train_loss):
+        """In place, so that a graph can hold it: members whose loss reached the threshold for the
+        first time keep their current weights in `kept`."""
+        with torch.no_grad():
+            first = (train_loss <= loss_threshold) & ~reached
+            for k, v in state.params.items():
+                kept[k].copy_(torch.where(first.view(-1, *[1] * (v.dim() - 1)), v, kept[k]))
+            reached.logical_or_(first)
+
+    def save_state() -> list:
+        tensors = list(state.params.values()) + (list(kept.values()) + [reached] if track else [])
+        tensors += [v for st in state.optimizer.state.values() for v in st.values()
+                    if isinstance(v, torch.Tensor)]
+        return [(t, t.detach().clone()) for t in tensors]
+
+    def restore_state(saved: list) -> None:
+        """Back to `saved`; optimizer state made since then (a fresh optimizer's first steps) is
+        zeroed, which is what a fresh Adam or SGD with momentum starts from."""
+        with torch.no_grad():
+            known = {id(t) for t, _ in saved}
+            for st in state.optimizer.state.values():
+                for v in st.values():
+                    if isinstance(v, torch.Tensor) and id(v) not in known:
+                        v.zero_()
+            for t, value in saved:
+                t.copy_(value)
+        state.optimizer.zero_grad(set_to_none=True)
+
+    def build_graph():
+        """replay() → this epoch's metrics, after which the next epoch's step has been taken; or
+        None when capture fails (then training goes on eagerly)."""
+        xb, yb = data()
+
+        def body() -> dict:
+            state.optimizer.zero_grad(set_to_none=True)  # the captured backward then writes .grad
+            output = forward(state.params, xb)
+            metrics = measure(output, yb) | test_metrics()
+            if track:
+                remember_stops(metrics["train_loss"])
+            member_losses(task, output, yb, shared).sum().backward()
+            state.optimizer.step()
+            return metrics
+
+        saved = save_state()
+
+        def warm_up():
+            for _ in range(2):
+                body()
+            restore_state(saved)
+        try:
+            return _capture(body, warm_up)
+        except RuntimeError as error:
+            restore_state(saved)
+            warnings.warn(f"{desc}: CUDA graph capture failed, training eagerly ({error})")
+            return None
 
     def copy_to_histories() -> dict[int, int]:
         """Append the pending epochs to the active members' histories (one copy to the host);
@@ -388,11 +501,15 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     # batch then measures an epoch's end and builds the next step's graph at once, as train() does.
     reuse_measurement = full_batch and not ens.dropouts
     measured = None
+    replay = None
+    stepped_ahead = False  # this epoch's step was taken by the last graph replay
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not show_progress(), leave=False,
                mininterval=0.5)
     for epoch in bar:
         state.epoch = epoch
-        if full_batch:
+        if stepped_ahead:
+            stepped_ahead = False
+        elif full_batch:
             if measured is not None and state.objective is None:
                 step(measured)
             else:
@@ -412,29 +529,25 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             if state.stop:
                 break
             continue
-        if reuse_measurement:
-            xb, yb = data()
-            output = forward(state.params, xb)
-            measured = member_losses(task, output, yb, shared)
-            with torch.no_grad():
-                target = yb if classification else yb.double()
-                train_metrics = {"loss": member_losses(task, output.double(), target, shared)}
-                if classification:
-                    labels = yb.expand(len(state.active), -1) if shared else yb
-                    train_metrics["accuracy"] = (output.argmax(-1) == labels).double().mean(1)
+        if graphed and epoch < epochs:
+            replay = replay or build_graph()
+            graphed = replay is not None
+        if graphed and epoch < epochs:
+            metrics = {k: v.clone() for k, v in replay().items()}  # the graph overwrites its own
+            stepped_ahead = True
         else:
             xb, yb = data()
-            train_metrics = evaluate_members(forward, state.params, xb, yb, task, shared)
-        metrics = {f"train_{k}": v for k, v in train_metrics.items()}
-        if test is not None:
-            metrics.update({f"test_{k}": v for k, v in evaluate_members(
-                test_forward, state.params, test[0], test[1], task).items()})
+            if reuse_measurement:
+                output = forward(state.params, xb)
+                measured = member_losses(task, output, yb, shared)
+                metrics = measure(output, yb)
+            else:
+                metrics = {f"train_{k}": v for k, v in evaluate_members(
+                    forward, state.params, xb, yb, task, shared).items()}
+            metrics |= test_metrics()
+            if track:
+                remember_stops(metrics["train_loss"])
         pending.append((epoch, metrics))
-        if window > 1 and loss_threshold is not None:  # keep each member's weights where it got there
-            first = (metrics["train_loss"] <= loss_threshold) & ~reached
-            for k, v in state.params.items():
-                kept[k] = torch.where(first.view(-1, *[1] * (v.dim() - 1)), v.detach(), kept[k])
-            reached |= first
         if len(pending) < window and epoch != epochs and not state.stop:
             continue
         done = copy_to_histories()
@@ -444,17 +557,17 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             for row, stop_epoch in done.items():
                 m = state.active[row]
                 threshold_epochs[m] = stop_epoch
-                finished[m] = ens.state_dict(row, kept if window > 1 else state.params)
+                finished[m] = ens.state_dict(row, kept if track else state.params)
             keep = [row for row in range(len(state.active)) if row not in done]
             state.active = [state.active[row] for row in keep]
             if not state.active:
                 break
             rows = torch.tensor(keep, device=dev)
             state.params, state.optimizer = _keep_members(state.params, state.optimizer, rows, make)
-            if window > 1:
+            if track:
                 kept = {k: v[rows] for k, v in kept.items()}
                 reached = reached[rows]
-            measured = None  # its graph belongs to the old parameters
+            measured = replay = None  # they belong to the old parameters
         if epoch % 50 == 0 or not full_batch:
             bar.set_postfix(training=len(state.active), refresh=False)
         if state.stop:

@@ -118,13 +118,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str,
     return result
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0,
+                   capturable: bool = False):
     """Adam or SGD. `weight_decay` is torch's: λ·θ added to the gradient of every parameter (biases
-    too) before the update, i.e. an L2 penalty λ/2·‖θ‖², not AdamW's decoupled decay."""
+    too) before the update, i.e. an L2 penalty λ/2·‖θ‖², not AdamW's decoupled decay. `capturable`
+    keeps Adam's step count on the GPU, so that its step can be captured in a CUDA graph (SGD needs
+    nothing for that)."""
     if name == "adam":
         if momentum:
             raise Hw1Error("momentum applies to optimizer 'sgd'; Adam has its own (betas)")
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
     raise Hw1Error(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")

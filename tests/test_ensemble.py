@@ -184,3 +184,114 @@ def test_a_diverging_member_is_caught_in_a_window_and_windows_need_no_callbacks(
     with pytest.raises(Hw1Error, match="use sync_every=1 with them"):
         train_ensemble(MLP, [0], x, y, task="regression", epochs=3, lr=1e-3, sync_every=5,
                        callbacks=[EnsembleCallback()])
+
+
+def fake_capture(captures: list):
+    """ensemble._capture without a GPU: warm_up() as the real one runs it, then each replay runs
+    body() again and, like a graph, hands back the same output tensors, overwritten."""
+    def capture(body, warm_up):
+        warm_up()
+        captures.append(body)
+        outputs = {}
+
+        def replay():
+            fresh = body()
+            if not outputs:
+                outputs.update(fresh)
+            for k, v in fresh.items():
+                outputs[k].copy_(v)
+            return outputs
+        return replay
+    return capture
+
+
+GRAPH_CASES = {
+    # members stop inside windows of 7 epochs, so the graph is captured again after each stop
+    "threshold": lambda: (["sinc", "sign", "sinc", "sign"], dict(
+        task="regression", epochs=100, lr=0.01, weight_decay=1e-4, loss_threshold=0.02,
+        dtype=torch.float64, sync_every=7)),
+    "sgd-momentum": lambda: (["sinc", "sign"], dict(
+        task="regression", epochs=40, lr=0.05, optimizer="sgd", momentum=0.9, sync_every=10)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRAPH_CASES))
+def test_graphed_epochs_equal_eager_ones(case, monkeypatch):
+    # The graph path's bookkeeping (warm-up undone, each epoch's step taken one replay ahead, the
+    # stopped members' weights, capture again after a stop) checked without a GPU: the same kernels
+    # replayed eagerly must give bit-identical results.
+    from hw1lib import ensemble
+    functions, settings = GRAPH_CASES[case]()
+    dtype = settings.get("dtype", torch.float32)
+    x = target_function("sinc", 200)[0].to(dtype)
+    targets = [target_function(f, 200)[1].to(dtype) for f in functions]
+    seeds = list(range(len(functions)))
+    eager = train_ensemble(MLP, seeds, x, targets, **settings)
+    captures = []
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures))
+    graphed = train_ensemble(MLP, seeds, x, targets, cuda_graph=True, **settings)
+    stops = {m["threshold_epoch"] for m in eager.members} - {None}
+    window = settings["sync_every"]
+    assert all(e <= settings["epochs"] - window for e in stops)  # none in the last window
+    assert len(captures) == 1 + len({(e - 1) // window for e in stops})  # again after each window
+    assert bool(stops) == (case == "threshold")                         # that stopped members
+    for a, b in zip(eager.members, graphed.members):
+        assert a["threshold_epoch"] == b["threshold_epoch"]
+        assert a["history"] == b["history"]
+        assert max_difference(a["state_dict"], b["state_dict"]) == 0.0
+
+
+def test_graphed_classification_with_a_test_set_equals_eager(monkeypatch):
+    from hw1lib import ensemble
+    x, y = classification_problem(n=96)
+    x = x.flatten(1)
+    net = {"kind": "mlp", "widths": [784, 16, 10], "activation": "relu"}  # no dropout: graphed
+    settings = dict(task="classification", epochs=6, lr=0.01, test=(x[:32], y[:32]), sync_every=4)
+    eager = train_ensemble(net, [0, 1], x, y, **settings)
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := []))
+    graphed = train_ensemble(net, [0, 1], x, y, cuda_graph=True, **settings)
+    assert len(captures) == 1
+    for a, b in zip(eager.members, graphed.members):
+        assert a["history"] == b["history"] and len(a["history"]["test_accuracy"]) == 6
+        assert max_difference(a["state_dict"], b["state_dict"]) == 0.0
+
+
+def test_a_failed_capture_trains_eagerly_from_where_it_was(monkeypatch):
+    from hw1lib import ensemble
+    x, y = (t.double() for t in target_function("sinc", 100))
+    settings = dict(task="regression", epochs=30, lr=0.01, dtype=torch.float64, sync_every=5)
+    eager = train_ensemble(MLP, [0, 1], x, y, **settings)
+    on_cpu = train_ensemble(MLP, [0, 1], x, y, cuda_graph=True, **settings)  # no GPU: eager
+    assert all(a["history"] == b["history"] for a, b in zip(eager.members, on_cpu.members))
+
+    def failing(body, warm_up):
+        warm_up()  # the warm-up steps ran and were undone; then the capture fails
+        raise RuntimeError("operation not permitted when stream is capturing")
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", failing)
+    with pytest.warns(UserWarning, match="CUDA graph capture failed, training eagerly"):
+        fallback = train_ensemble(MLP, [0, 1], x, y, cuda_graph=True, **settings)
+    for a, b in zip(eager.members, fallback.members):
+        assert a["history"] == b["history"]
+        assert max_difference(a["state_dict"], b["state_dict"]) == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+def test_cuda_graphs_agree_with_eager_training_on_a_gpu(dtype, tolerance):
+    # Adam's step count lives on the GPU under a graph, which rounds its bias correction differently:
+    # the tolerance is float rounding grown over 300 epochs.
+    x = target_function("sinc", 500, "cuda")[0].to(dtype)
+    targets = [target_function(f, 500, "cuda")[1].to(dtype) for f in ["sinc", "sign"] * 3]
+    settings = dict(task="regression", epochs=300, lr=0.01, weight_decay=1e-4, loss_threshold=0.05,
+                    dtype=dtype, sync_every=25)
+    eager = train_ensemble(MLP, list(range(6)), x, targets, **settings)
+    graphed = train_ensemble(MLP, list(range(6)), x, targets, cuda_graph=True, **settings)
+    assert any(m["threshold_epoch"] for m in eager.members)
+    for a, b in zip(eager.members, graphed.members):
+        assert a["threshold_epoch"] == b["threshold_epoch"]
+        assert a["history"]["epoch"] == b["history"]["epoch"]
+        assert a["history"]["train_loss"] == pytest.approx(b["history"]["train_loss"], rel=tolerance)
+        assert max_difference(a["state_dict"], b["state_dict"]) < tolerance * 10
