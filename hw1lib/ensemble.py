@@ -427,20 +427,15 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             reached.logical_or_(first)
 
     def save_state() -> list:
+        """Every tensor the warm-up changes, with a copy of its value. A graph is built only after
+        a step, so the optimizer's state (Adam's moments and step count, SGD's momentum) exists."""
         tensors = list(state.params.values()) + (list(kept.values()) + [reached] if track else [])
         tensors += [v for st in state.optimizer.state.values() for v in st.values()
                     if isinstance(v, torch.Tensor)]
         return [(t, t.detach().clone()) for t in tensors]
 
     def restore_state(saved: list) -> None:
-        """Back to `saved`; optimizer state made since then (a fresh optimizer's first steps) is
-        zeroed, which is what a fresh Adam or SGD with momentum starts from."""
         with torch.no_grad():
-            known = {id(t) for t, _ in saved}
-            for st in state.optimizer.state.values():
-                for v in st.values():
-                    if isinstance(v, torch.Tensor) and id(v) not in known:
-                        v.zero_()
             for t, value in saved:
                 t.copy_(value)
         state.optimizer.zero_grad(set_to_none=True)

@@ -258,7 +258,8 @@ def test_graphed_classification_with_a_test_set_equals_eager(monkeypatch):
         assert max_difference(a["state_dict"], b["state_dict"]) == 0.0
 
 
-def test_a_failed_capture_trains_eagerly_from_where_it_was(monkeypatch):
+@pytest.mark.parametrize("fails", ["in the warm-up", "in the capture"])
+def test_a_failed_capture_trains_eagerly_from_where_it_was(fails, monkeypatch):
     from hw1lib import ensemble
     x, y = (t.double() for t in target_function("sinc", 100))
     settings = dict(task="regression", epochs=30, lr=0.01, dtype=torch.float64, sync_every=5)
@@ -267,7 +268,10 @@ def test_a_failed_capture_trains_eagerly_from_where_it_was(monkeypatch):
     assert all(a["history"] == b["history"] for a, b in zip(eager.members, on_cpu.members))
 
     def failing(body, warm_up):
-        warm_up()  # the warm-up steps ran and were undone; then the capture fails
+        if fails == "in the warm-up":
+            body()  # one warm-up step has changed the weights
+        else:
+            warm_up()  # the warm-up steps ran and were undone
         raise RuntimeError("operation not permitted when stream is capturing")
     monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
     monkeypatch.setattr(ensemble, "_capture", failing)
