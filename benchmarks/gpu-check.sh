@@ -4,7 +4,7 @@
 # `python -m hw1lib run` (the report's notebooks only plot what those runs store). From the device
 # tool: command "bash benchmarks/gpu-check.sh", carry ["data/mnist"], timeout_s 600.
 #
-# It names the GPU, runs the benchmarks, then the experiments of the `full` profile in report order,
+# It names the GPU, runs the GPU tests (gpu-tests.txt), the benchmarks, then the experiments of the `full` profile in report order,
 # each within what is left of BUDGET_SECONDS, and writes to $OUT (else ./gpu-check-out):
 # results-cuda.json (the benchmarks), times.tsv (experiment, seconds, exit code) and
 # summaries.tar.gz (every summary.json). Environment knobs: BUDGET_SECONDS (default 540),
@@ -26,6 +26,9 @@ left() { echo $(( budget - ($(date +%s) - start) )); }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda:', torch.cuda.is_available())" || exit 1
 "$py" -m hw1lib data verify || exit 1
+# The fast paths against eager training on this GPU (CUDA graphs, windowed read-back, TF32 switch).
+timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_ensemble.py tests/test_experiments.py \
+  -k "cuda or window or tf32" 2>&1 | tee "$out/gpu-tests.txt"
 
 if [ "${BENCHMARKS:-1}" = 1 ]; then
   # 2,000 function-fit epochs, not 20,000: the baseline's 600,000 eager steps alone would take the

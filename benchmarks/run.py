@@ -16,7 +16,7 @@ Cases:
   DataLoader runs vs one ensemble).
 - function-fit: `--function-epochs` full-batch epochs of every 1.1a `full` run (3 nets × 2 targets ×
   5 seeds), no early stop on either side so the work is equal: an eager loop per run that reads
-  `loss.item()` every step vs hw1lib's ensemble per net.
+  `loss.item()` every step vs hw1lib's ensemble per net (one CUDA graph per epoch on a GPU).
 - analysis: the exact Hessian and its eigenvalues (float64) of 100 1.2c nets on 500 points — a loop
   of `torch.autograd.functional.hessian` per net vs `curvature.hessian_eigenvalues` over all; and the
   input sensitivity of the 1.3d MLP over `--sensitivity-images` test images — one
@@ -201,7 +201,7 @@ def case_function_fit(device, args):
         for role, spec in s["models"].items():
             train_ensemble(spec, [seed for _, seed in jobs], x, [targets[f] for f, _ in jobs],
                            task="regression", epochs=epochs, lr=s["lr"][role],
-                           weight_decay=s["weight_decay"])
+                           weight_decay=s["weight_decay"], cuda_graph=True)
     yield ("function-fit", f"1.1a full: 3 nets × {len(jobs)} runs",
            {"epochs": epochs, "runs": 3 * len(jobs)}, baseline, ours)
 

@@ -55,7 +55,8 @@ def fit_functions(s: dict, jobs: list[dict], device: torch.device) -> list[dict]
     result = train_ensemble(s["models"][model], [job["seed"] for job in jobs], x, targets,
                             task="regression", epochs=s["max_epochs"], lr=s["lr"][model],
                             optimizer=s["optimizer"], weight_decay=s["weight_decay"],
-                            loss_threshold=s["loss_threshold"], desc=f"{model} ×{len(jobs)}")
+                            loss_threshold=s["loss_threshold"], cuda_graph=True,
+                            desc=f"{model} ×{len(jobs)}")
     with torch.no_grad():
         predictions = result.ensemble.forward_fn(True)(result.params, x).squeeze(2).cpu().numpy()
     params = count_params(build_model(s["models"][model]))
