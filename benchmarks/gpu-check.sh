@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The GPU check, as one call of a lent GPU machine. python3 there holds torch, torchvision, pandas,
-# scikit-learn, seaborn and tqdm but not Jupyter's packages, so the experiments run through
-# `python -m hw1lib run` (the report's notebooks only plot what those runs store). From the device
-# tool: command "bash benchmarks/gpu-check.sh", carry ["data/mnist"], timeout_s 600.
+# scikit-learn, seaborn and tqdm but not Jupyter's packages. Two modes:
 #
-# It names the GPU, runs the GPU tests (gpu-tests.txt), the benchmarks, then the experiments of the `full` profile in report order,
-# each within what is left of BUDGET_SECONDS, and writes to $OUT (else ./gpu-check-out):
-# results-cuda.json (the benchmarks), times.tsv (experiment, seconds, exit code) and
-# summaries.tar.gz (every summary.json). Environment knobs: BUDGET_SECONDS (default 540),
-# BENCHMARKS=0 to skip them, EXPERIMENTS="1.1-function 1.2-pca" to choose; PYTHON, DEVICE and
-# PROFILE (python3, cuda, full) to try the script elsewhere, e.g. on a CPU with
-# PYTHON=.venv/bin/python DEVICE=cpu PROFILE=smoke BENCHMARKS=0 bash benchmarks/gpu-check.sh
+# MODE=runs (default; from the device tool: command "bash benchmarks/gpu-check.sh", carry
+# ["data/mnist"], timeout_s 600): names the GPU, runs the GPU tests of the fast paths
+# (gpu-tests.txt), the benchmarks (results-cuda.json), then the experiments of the `full` profile in
+# report order through `python -m hw1lib run`, each within what is left of BUDGET_SECONDS
+# (times.tsv: experiment, seconds, exit code; summaries.tar.gz: every summary.json).
+#
+# MODE=report (first `bash benchmarks/gpu-pack.sh` here, then command
+# "MODE=report bash benchmarks/gpu-check.sh", carry [".gpu"], timeout_s 600): installs the packed
+# Jupyter wheels and MNIST, then runs `python -m hw1lib report --profile full --no-pdf` (no browser
+# there) and returns the HTML report, whose front page lists each experiment's time, with
+# times.tsv and summaries.tar.gz.
+#
+# Knobs: BUDGET_SECONDS (default 540), BENCHMARKS=0 to skip them, EXPERIMENTS="1.1-function
+# 1.2-pca" to choose; PYTHON, DEVICE and PROFILE (python3, cuda, full) to try the script elsewhere,
+# e.g. on a CPU with PYTHON=.venv/bin/python DEVICE=cpu PROFILE=smoke BENCHMARKS=0 bash benchmarks/gpu-check.sh
 set -uo pipefail
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
@@ -23,9 +29,29 @@ profile=${PROFILE:-full}
 start=$(date +%s)
 left() { echo $(( budget - ($(date +%s) - start) )); }
 
+mode=${MODE:-runs}
+if [ -d .gpu ]; then  # the kit from gpu-pack.sh
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .gpu/wheels/*.whl || exit 1
+  export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH
+  [ -d data/mnist ] || { mkdir -p data && tar xzf .gpu/mnist.tar.gz -C data; } || exit 1
+  "$py" -m ipykernel install --user --name hw1 --display-name "Python 3 (hw1)" >/dev/null || exit 1
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda:', torch.cuda.is_available())" || exit 1
 "$py" -m hw1lib data verify || exit 1
+
+summaries() { (cd "$HW1_RESULTS_DIR" && tar czf - "$profile"/*/summary.json) > "$out/summaries.tar.gz"; }
+if [ "$mode" = report ]; then
+  t0=$(date +%s)
+  timeout "$(left)" "$py" -m hw1lib report --profile "$profile" --device "$device" --no-pdf
+  rc=$?
+  printf 'experiment\tseconds\texit\nreport\t%s\t%s\n' $(( $(date +%s) - t0 )) "$rc" > "$out/times.tsv"
+  cp report/hw1-report-"$profile".html "$out/" 2>/dev/null
+  summaries
+  cat "$out/times.tsv"
+  exit "$rc"
+fi
 # The fast paths against eager training on this GPU (CUDA graphs, windowed read-back, TF32 switch).
 timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_ensemble.py tests/test_experiments.py \
   -k "cuda or window or tf32" 2>&1 | tee "$out/gpu-tests.txt"
@@ -46,5 +72,5 @@ for e in ${EXPERIMENTS:-$order}; do
   rc=$?
   printf '%s\t%s\t%s\n' "$e" $(( $(date +%s) - t0 )) "$rc" | tee -a "$out/times.tsv"
 done
-(cd "$HW1_RESULTS_DIR" && tar czf - "$profile"/*/summary.json) > "$out/summaries.tar.gz"
+summaries
 cat "$out/times.tsv"
