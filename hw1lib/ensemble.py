@@ -327,6 +327,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     forward_each = ens.forward_fn(False)
     test_forward = ens.forward_fn(True)
     window = sync_every or (100 if dev.type == "cuda" and not callbacks else 1)
+    active_index = torch.arange(members, device=dev)  # state.active, on the device
     order_generators = [torch.Generator(device=dev).manual_seed(shuffle_seed(s)) for s in seeds]
     dropout_generators = []
     for random_state in ens.random_states:
@@ -369,11 +370,10 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         if rows is None:
             if shared:
                 return x_all, y_all
-            active = torch.tensor(state.active, device=dev)
-            return x_all[active], y_all[active]
+            return x_all[active_index], y_all[active_index]
         if shared:
             return x_all[rows], y_all[rows]
-        pick = torch.tensor(state.active, device=dev).unsqueeze(1)
+        pick = active_index.unsqueeze(1)
         return x_all[pick, rows], y_all[pick, rows]
 
     def objective(xb, yb, noise, per_member_batch: bool):
@@ -558,6 +558,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             if not state.active:
                 break
             rows = torch.tensor(keep, device=dev)
+            active_index = active_index[rows]
             state.params, state.optimizer = _keep_members(state.params, state.optimizer, rows, make)
             if track:
                 kept = {k: v[rows] for k, v in kept.items()}
