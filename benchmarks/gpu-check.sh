@@ -55,6 +55,7 @@ fi
 # The fast paths against eager training on this GPU (CUDA graphs, windowed read-back, TF32 switch).
 timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_ensemble.py tests/test_experiments.py \
   -k "cuda or window or tf32" 2>&1 | tee "$out/gpu-tests.txt"
+echo "GPU tests exit code: ${PIPESTATUS[0]} (the runs go on either way)" | tee -a "$out/gpu-tests.txt"
 
 if [ "${BENCHMARKS:-1}" = 1 ]; then
   # 2,000 function-fit epochs, not 20,000: the baseline's 600,000 eager steps alone would take the

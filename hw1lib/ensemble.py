@@ -18,6 +18,7 @@ float32 rounding, which long chaotic runs can amplify (the tests state the toler
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
@@ -215,6 +216,16 @@ def _keep_members(params: dict, optimizer, keep: torch.Tensor, make: Callable) -
     return new, new_optimizer
 
 
+@contextlib.contextmanager
+def _uncaptured(capturable: bool):
+    """Steps of a capturable optimizer outside a graph (the first, the warm-ups) are meant here:
+    torch's advice against that is silenced."""
+    with warnings.catch_warnings():
+        if capturable:
+            warnings.filterwarnings("ignore", message=".*capturable=True.*without CUDA graph capture")
+        yield
+
+
 def _graphs_possible(device: torch.device) -> bool:
     return device.type == "cuda"
 
@@ -223,19 +234,29 @@ def _capture(body: Callable[[], dict], warm_up: Callable[[], None]) -> Callable[
     """A CUDA graph of body(). warm_up() runs first on a side stream (as torch's capture recipe
     asks: lazy initialisations must not happen inside the capture) and must leave the state as it
     found it; capturing runs nothing. Returns replay(), which runs body's kernels again on the same
-    tensors and returns body's outputs, refreshed in place."""
+    tensors and returns body's outputs, refreshed in place. replay holds on to body, and so to the
+    tensors body reads: a graph keeps only their addresses."""
+    outer = torch.cuda.current_stream()
     stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        warm_up()
-    torch.cuda.current_stream().wait_stream(stream)
+    stream.wait_stream(outer)
+    try:
+        with torch.cuda.stream(stream):
+            warm_up()
+    finally:  # a failed warm-up's kernels must be done before anything restores the state
+        outer.wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        outputs = body()
+    try:
+        with torch.cuda.graph(graph):
+            outputs = body()
+    except BaseException:
+        torch.cuda.set_stream(outer)  # a failed capture can leave its own stream current
+        torch.cuda.synchronize()
+        raise
 
     def replay() -> dict:
         graph.replay()
         return outputs
+    replay.body = body
     return replay
 
 
@@ -276,8 +297,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     as one graph) on a GPU, which removes the launch overhead of small nets; the graph is captured
     again when members stop. It applies to full-batch training without dropout, callbacks or
     eval_every on a GPU, and anything else (a CPU, a failed capture, with a warning) trains eagerly.
-    Adam then keeps its step count on the GPU (`capturable=True`), which rounds its bias correction
-    differently: results agree with eager training to float rounding, not bit for bit.
+    Adam then keeps its step count on the GPU (`capturable=True`) and computes its update in
+    another order: results agree with eager training to float rounding, not bit for bit.
     """
     if task not in TASKS:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
@@ -314,10 +335,10 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     dev = x_all.device
     graphed = (cuda_graph and full_batch and not ens.dropouts and not callbacks and eval_every == 1
                and _graphs_possible(dev))
+    capturable = graphed and dev.type == "cuda"  # for the whole run, even if a capture fails
 
     def make(params):
-        return make_optimizer(optimizer, params, lr, weight_decay, momentum,
-                              capturable=graphed and dev.type == "cuda")
+        return make_optimizer(optimizer, params, lr, weight_decay, momentum, capturable)
 
     params = {k: v.clone().requires_grad_() for k, v in ens.params.items()}
     state = EnsembleState(ens, params, make(list(params.values())), [{k: [] for k in keys}
@@ -385,7 +406,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     def step(loss):
         state.optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()  # member i's term depends on member i's weights only
-        state.optimizer.step()
+        with _uncaptured(capturable):
+            state.optimizer.step()
         state.step += 1
         state.loss = loss.detach()
         for cb in callbacks:
@@ -458,8 +480,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         saved = save_state()
 
         def warm_up():
-            for _ in range(2):
-                body()
+            with _uncaptured(capturable):
+                for _ in range(2):
+                    body()
             restore_state(saved)
         try:
             return _capture(body, warm_up)

@@ -121,13 +121,22 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str,
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0,
                    capturable: bool = False):
     """Adam or SGD. `weight_decay` is torch's: λ·θ added to the gradient of every parameter (biases
-    too) before the update, i.e. an L2 penalty λ/2·‖θ‖², not AdamW's decoupled decay. `capturable`
-    keeps Adam's step count on the GPU, so that its step can be captured in a CUDA graph (SGD needs
-    nothing for that)."""
+    too) before the update, i.e. an L2 penalty λ/2·‖θ‖², not AdamW's decoupled decay.
+
+    `capturable` keeps Adam's step count on the GPU, so that its step can be captured in a CUDA
+    graph (SGD needs nothing for that). Its state starts here, with the step count in float64:
+    torch would make it float32, whose 0.999 (β₂) is off by 1.3e-5 in 1 − β₂ᵗ, where the uncaptured
+    Adam computes its bias correction in float64."""
     if name == "adam":
         if momentum:
             raise Hw1Error("momentum applies to optimizer 'sgd'; Adam has its own (betas)")
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
+        params = list(params)
+        adam = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
+        if capturable:
+            for p in params:
+                adam.state[p] = {"step": torch.zeros((), dtype=torch.float64, device=p.device),
+                                 "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        return adam
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
     raise Hw1Error(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")

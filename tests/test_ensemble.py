@@ -186,6 +186,18 @@ def test_a_diverging_member_is_caught_in_a_window_and_windows_need_no_callbacks(
                        callbacks=[EnsembleCallback()])
 
 
+def assert_same_runs(a_members, b_members, tolerance: float):
+    """Same stopping epochs and measured epochs; metrics and weights within `tolerance` (relative
+    for metrics, absolute for weights)."""
+    for a, b in zip(a_members, b_members, strict=True):
+        assert a["threshold_epoch"] == b["threshold_epoch"]
+        assert a["history"].keys() == b["history"].keys()
+        assert a["history"]["epoch"] == b["history"]["epoch"]
+        for key in a["history"]:
+            assert a["history"][key] == pytest.approx(b["history"][key], rel=tolerance, abs=tolerance)
+        assert max_difference(a["state_dict"], b["state_dict"]) <= tolerance
+
+
 def fake_capture(captures: list):
     """ensemble._capture without a GPU: warm_up() as the real one runs it, then each replay runs
     body() again and, like a graph, hands back the same output tensors, overwritten."""
@@ -236,10 +248,9 @@ def test_graphed_epochs_equal_eager_ones(case, monkeypatch):
     assert all(e <= settings["epochs"] - window for e in stops)  # none in the last window
     assert len(captures) == 1 + len({(e - 1) // window for e in stops})  # again after each window
     assert bool(stops) == (case == "threshold")                         # that stopped members
-    for a, b in zip(eager.members, graphed.members):
-        assert a["threshold_epoch"] == b["threshold_epoch"]
-        assert a["history"] == b["history"]
-        assert max_difference(a["state_dict"], b["state_dict"]) == 0.0
+    # 1e-12, not bit for bit: after a stop the graph takes the next step in the larger batch, and
+    # a batched product may round its last bit differently for another batch size
+    assert_same_runs(eager.members, graphed.members, 1e-12)
 
 
 def test_graphed_classification_with_a_test_set_equals_eager(monkeypatch):
@@ -252,10 +263,8 @@ def test_graphed_classification_with_a_test_set_equals_eager(monkeypatch):
     monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
     monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := []))
     graphed = train_ensemble(net, [0, 1], x, y, cuda_graph=True, **settings)
-    assert len(captures) == 1
-    for a, b in zip(eager.members, graphed.members):
-        assert a["history"] == b["history"] and len(a["history"]["test_accuracy"]) == 6
-        assert max_difference(a["state_dict"], b["state_dict"]) == 0.0
+    assert len(captures) == 1 and len(graphed.members[0]["history"]["test_accuracy"]) == 6
+    assert_same_runs(eager.members, graphed.members, 1e-6)  # float32
 
 
 @pytest.mark.parametrize("fails", ["in the warm-up", "in the capture"])
@@ -277,25 +286,35 @@ def test_a_failed_capture_trains_eagerly_from_where_it_was(fails, monkeypatch):
     monkeypatch.setattr(ensemble, "_capture", failing)
     with pytest.warns(UserWarning, match="CUDA graph capture failed, training eagerly"):
         fallback = train_ensemble(MLP, [0, 1], x, y, cuda_graph=True, **settings)
-    for a, b in zip(eager.members, fallback.members):
-        assert a["history"] == b["history"]
-        assert max_difference(a["state_dict"], b["state_dict"]) == 0.0
+    assert_same_runs(eager.members, fallback.members, 0.0)  # the same eager steps
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
-def test_cuda_graphs_agree_with_eager_training_on_a_gpu(dtype, tolerance):
-    # Adam's step count lives on the GPU under a graph, which rounds its bias correction differently:
-    # the tolerance is float rounding grown over 300 epochs.
-    x = target_function("sinc", 500, "cuda")[0].to(dtype)
-    targets = [target_function(f, 500, "cuda")[1].to(dtype) for f in ["sinc", "sign"] * 3]
-    settings = dict(task="regression", epochs=300, lr=0.01, weight_decay=1e-4, loss_threshold=0.05,
-                    dtype=dtype, sync_every=25)
-    eager = train_ensemble(MLP, list(range(6)), x, targets, **settings)
-    graphed = train_ensemble(MLP, list(range(6)), x, targets, cuda_graph=True, **settings)
-    assert any(m["threshold_epoch"] for m in eager.members)
-    for a, b in zip(eager.members, graphed.members):
-        assert a["threshold_epoch"] == b["threshold_epoch"]
-        assert a["history"]["epoch"] == b["history"]["epoch"]
-        assert a["history"]["train_loss"] == pytest.approx(b["history"]["train_loss"], rel=tolerance)
-        assert max_difference(a["state_dict"], b["state_dict"]) < tolerance * 10
+@pytest.mark.parametrize("against, dtype, epochs, tolerance", [
+    ("the same eager steps", torch.float64, 100, 1e-9),  # capturable Adam, capture made to fail
+    ("plain Adam", torch.float64, 100, 1e-9),
+    ("plain Adam", torch.float32, 20, 1e-4),
+])
+def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, tolerance,
+                                                        monkeypatch):
+    # Per-member targets (the inputs a graph reads are then its own copies), members stopping
+    # inside windows of 7 (the graph is captured again), the 1.1a settings' Adam with weight decay.
+    # Against plain Adam the update is computed in another order: float rounding, which chaotic
+    # training grows, hence 20 epochs in float32.
+    from hw1lib import ensemble
+    x = target_function("sinc", 200, "cuda")[0].to(dtype)
+    targets = [target_function(f, 200, "cuda")[1].to(dtype) for f in ["sinc", "sign"] * 2]
+    settings = dict(task="regression", epochs=epochs, lr=0.01, weight_decay=1e-4,
+                    loss_threshold=0.02, dtype=dtype, sync_every=7)
+    graphed = train_ensemble(MLP, list(range(4)), x, targets, cuda_graph=True, **settings)
+    if against == "plain Adam":
+        eager = train_ensemble(MLP, list(range(4)), x, targets, **settings)
+    else:
+        def failing(body, warm_up):
+            raise RuntimeError("capture made to fail")
+        monkeypatch.setattr(ensemble, "_capture", failing)
+        with pytest.warns(UserWarning, match="capture failed"):
+            eager = train_ensemble(MLP, list(range(4)), x, targets, cuda_graph=True, **settings)
+    if epochs == 100:  # the sinc members stop (at 72 and 75 on the CPU): captured again
+        assert eager.members[0]["threshold_epoch"] and eager.members[2]["threshold_epoch"]
+    assert_same_runs(eager.members, graphed.members, tolerance)

@@ -1,12 +1,14 @@
+import importlib
 import math
+import warnings
 
 import pytest
 import torch
 
 from hw1lib import Hw1Error
 from hw1lib.models import CNN, MLP, build_model
-from hw1lib.train import (Callback, TrainingDiverged, evaluate, resolve_device, shuffle_seed,
-                          train)
+from hw1lib.train import (Callback, TrainingDiverged, evaluate, make_optimizer, resolve_device,
+                          shuffle_seed, train)
 
 
 def regression_problem(n=64):
@@ -271,3 +273,28 @@ def test_device_choice(monkeypatch):
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(Hw1Error, match="torch sees no CUDA GPU here; use device 'auto' or 'cpu'"):
         resolve_device("cuda")
+
+
+def test_capturable_adam_takes_the_same_steps_as_adam(monkeypatch):
+    # The Adam that CUDA graphs need, run on the CPU (torch allows capturable only on GPUs, so its
+    # device check is widened here): its step count must not round the bias correction.
+    adam_module = importlib.import_module("torch.optim.adam")  # torch.optim hides its submodules
+    monkeypatch.setattr(adam_module, "_get_capturable_supported_devices",
+                        lambda supports_xla=True: ["cpu", "cuda"])
+    g = torch.Generator().manual_seed(0)
+    w0, x, y = (torch.randn(*shape, generator=g, dtype=torch.float64)
+                for shape in [(50, 20), (200, 20), (200, 50)])
+
+    def fit(capturable):
+        w = w0.clone().requires_grad_()
+        adam = make_optimizer("adam", [w], lr=1e-2, weight_decay=1e-4, capturable=capturable)
+        for _ in range(300):
+            adam.zero_grad()
+            ((x @ w.T - y) ** 2).mean().backward()
+            adam.step()
+        return w.detach()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's advice to capture capturable steps
+        plain, capturable = fit(False), fit(True)
+    assert not torch.equal(plain, w0)
+    assert (capturable - plain).abs().max() < 1e-13 * plain.abs().max()
