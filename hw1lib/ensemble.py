@@ -18,7 +18,6 @@ float32 rounding, which long chaotic runs can amplify (the tests state the toler
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import warnings
@@ -216,16 +215,6 @@ def _keep_members(params: dict, optimizer, keep: torch.Tensor, make: Callable) -
     return new, new_optimizer
 
 
-@contextlib.contextmanager
-def _uncaptured(capturable: bool):
-    """Steps of a capturable optimizer outside a graph (the first, the warm-ups) are meant here:
-    torch's advice against that is silenced."""
-    with warnings.catch_warnings():
-        if capturable:
-            warnings.filterwarnings("ignore", message=".*capturable=True.*without CUDA graph capture")
-        yield
-
-
 def _graphs_possible(device: torch.device) -> bool:
     return device.type == "cuda"
 
@@ -406,8 +395,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     def step(loss):
         state.optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()  # member i's term depends on member i's weights only
-        with _uncaptured(capturable):
-            state.optimizer.step()
+        state.optimizer.step()
         state.step += 1
         state.loss = loss.detach()
         for cb in callbacks:
@@ -480,9 +468,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         saved = save_state()
 
         def warm_up():
-            with _uncaptured(capturable):
-                for _ in range(2):
-                    body()
+            for _ in range(2):
+                body()
             restore_state(saved)
         try:
             return _capture(body, warm_up)

@@ -131,7 +131,8 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, mome
         if momentum:
             raise Hw1Error("momentum applies to optimizer 'sgd'; Adam has its own (betas)")
         params = list(params)
-        adam = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
+        adam = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable,
+                                foreach=capturable or None)  # None: torch's choice
         if capturable:
             for p in params:
                 adam.state[p] = {"step": torch.zeros((), dtype=torch.float64, device=p.device),
