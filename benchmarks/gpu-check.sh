@@ -14,9 +14,14 @@
 # there) and returns the HTML report, whose front page lists each experiment's time, with
 # times.tsv and summaries.tar.gz.
 #
-# Knobs: BUDGET_SECONDS (default 540), BENCHMARKS=0 to skip them, EXPERIMENTS="1.1-function
-# 1.2-pca" to choose; PYTHON, DEVICE and PROFILE (python3, cuda, full) to try the script elsewhere,
-# e.g. on a CPU with PYTHON=.venv/bin/python DEVICE=cpu PROFILE=smoke BENCHMARKS=0 bash benchmarks/gpu-check.sh
+# Knobs: BUDGET_SECONDS (default 540); BENCHMARKS=0 to skip them; EXPERIMENTS="" for no runs, or
+# e.g. "1.1-function 1.2-pca"; PYTHON, DEVICE and PROFILE (python3, cuda, full) to try the script
+# elsewhere, e.g. on a CPU with
+# PYTHON=.venv/bin/python DEVICE=cpu PROFILE=smoke BENCHMARKS=0 bash benchmarks/gpu-check.sh
+#
+# The device budget is 15 minutes a session, machine start included: MODE=report first (the full
+# report is the figure the study needs), then, with what is left, EXPERIMENTS="" for the tests and
+# the benchmarks.
 set -uo pipefail
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
@@ -66,7 +71,7 @@ fi
 
 order=$("$py" -c "from hw1lib.experiments import REGISTRY as r; print(' '.join(sorted(r, key=lambda i: tuple(map(int, r[i].section.split('.'))))))")
 printf 'experiment\tseconds\texit\n' > "$out/times.tsv"
-for e in ${EXPERIMENTS:-$order}; do
+for e in ${EXPERIMENTS-$order}; do  # EXPERIMENTS="" runs none
   [ "$(left)" -gt 10 ] || { printf '%s\tnot run\t-\n' "$e" >> "$out/times.tsv"; continue; }
   t0=$(date +%s)
   timeout "$(left)" "$py" -m hw1lib run "$e" --profile "$profile" --device "$device"
