@@ -282,12 +282,13 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     the device when it got there, and its history ends there, exactly as with k = 1; it trains on
     in the batch, unused, until the window closes.
 
-    cuda_graph=True replays each full-batch epoch (the measurement at its end, then the next step,
-    as one graph) on a GPU, which removes the launch overhead of small nets; the graph is captured
-    again when members stop. It applies to full-batch training without dropout, callbacks or
-    eval_every on a GPU, and anything else (a CPU, a failed capture, with a warning) trains eagerly.
-    Adam then keeps its step count on the GPU (`capturable=True`) and computes its update in
-    another order: results agree with eager training to float rounding, not bit for bit.
+    cuda_graph=True replays CUDA graphs on a GPU, which removes the launch overhead of small nets:
+    in full-batch training one graph per epoch (the measurement at its end, then the next step;
+    not with eval_every), in minibatch training one per step (the batch gathered from its rows,
+    forward, backward, update), for each batch size. Not with dropout or callbacks; graphs are
+    captured again when members stop; anything else (a CPU, a failed capture, with a warning)
+    trains eagerly. Adam then keeps its step count on the GPU (`capturable=True`) and computes its
+    update in another order: results agree with eager training to float rounding, not bit for bit.
     """
     if task not in TASKS:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
@@ -322,9 +323,10 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         keys += ["test_loss"] + (["test_accuracy"] if classification else [])
 
     dev = x_all.device
-    graphed = (cuda_graph and full_batch and not ens.dropouts and not callbacks and eval_every == 1
-               and _graphs_possible(dev))
-    capturable = graphed and dev.type == "cuda"  # for the whole run, even if a capture fails
+    graphable = cuda_graph and not ens.dropouts and not callbacks and _graphs_possible(dev)
+    graphed = graphable and full_batch and eval_every == 1  # one graph per epoch
+    graphed_steps = graphable and not full_batch  # one graph per step
+    capturable = graphable and dev.type == "cuda"  # for the whole run, even if a capture fails
 
     def make(params):
         return make_optimizer(optimizer, params, lr, weight_decay, momentum, capturable)
@@ -450,21 +452,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                 t.copy_(value)
         state.optimizer.zero_grad(set_to_none=True)
 
-    def build_graph():
-        """replay() → this epoch's metrics, after which the next epoch's step has been taken; or
-        None when capture fails (then training goes on eagerly)."""
-        xb, yb = data()
-
-        def body() -> dict:
-            state.optimizer.zero_grad(set_to_none=True)  # the captured backward then writes .grad
-            output = forward(state.params, xb)
-            metrics = measure(output, yb) | test_metrics()
-            if track:
-                remember_stops(metrics["train_loss"])
-            member_losses(task, output, yb, shared).sum().backward()
-            state.optimizer.step()
-            return metrics
-
+    def try_capture(body: Callable[[], dict]):
+        """_capture(body) after two warm-up runs of body that are then undone, or None when
+        capture fails (training then goes on eagerly from where it was)."""
         saved = save_state()
 
         def warm_up():
@@ -477,6 +467,35 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             restore_state(saved)
             warnings.warn(f"{desc}: CUDA graph capture failed, training eagerly ({error})")
             return None
+
+    def build_graph():
+        """replay() → this epoch's metrics, after which the next epoch's step has been taken."""
+        xb, yb = data()
+
+        def body() -> dict:
+            state.optimizer.zero_grad(set_to_none=True)  # the captured backward then writes .grad
+            output = forward(state.params, xb)
+            metrics = measure(output, yb) | test_metrics()
+            if track:
+                remember_stops(metrics["train_loss"])
+            member_losses(task, output, yb, shared).sum().backward()
+            state.optimizer.step()
+            return metrics
+        return try_capture(body)
+
+    def build_step_graph(rows: torch.Tensor):
+        """(replay, its rows): replay() takes one step on the batches whose sample indices were
+        copied into its rows (members, batch) beforehand."""
+        static_rows = rows.clone()
+
+        def body() -> dict:
+            state.optimizer.zero_grad(set_to_none=True)
+            xb, yb = data(static_rows)
+            member_losses(task, forward_each(state.params, xb), yb, shared_target=False).sum().backward()
+            state.optimizer.step()
+            return {}
+        replay = try_capture(body)
+        return replay and (replay, static_rows)
 
     def copy_to_histories() -> dict[int, int]:
         """Append the pending epochs to the active members' histories (one copy to the host);
@@ -508,6 +527,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     measured = None
     replay = None
     stepped_ahead = False  # this epoch's step was taken by the last graph replay
+    step_graphs: dict[int, tuple] = {}  # batch size → (replay, its rows)
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not show_progress(), leave=False,
                mininterval=0.5)
     for epoch in bar:
@@ -525,6 +545,17 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                                   for m in state.active])
             for start in range(0, n, batch_size):
                 rows = orders[:, start:start + batch_size]
+                if graphed_steps and state.step:  # after an eager step: the optimizer has state
+                    width = rows.shape[1]
+                    if width not in step_graphs:
+                        step_graphs[width] = build_step_graph(rows)
+                        graphed_steps = step_graphs[width] is not None
+                if graphed_steps and state.step:
+                    replay_step, static_rows = step_graphs[rows.shape[1]]
+                    static_rows.copy_(rows)
+                    replay_step()
+                    state.step += 1
+                    continue
                 xb, yb = data(rows)
                 step(objective(xb, yb, draw_noise(rows.shape[1]), per_member_batch=True))
         measured = None
@@ -574,6 +605,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                 kept = {k: v[rows] for k, v in kept.items()}
                 reached = reached[rows]
             measured = replay = None  # they belong to the old parameters
+            step_graphs.clear()
         if epoch % 50 == 0 or not full_batch:
             bar.set_postfix(training=len(state.active), refresh=False)
         if state.stop:

@@ -257,6 +257,26 @@ def test_graphed_epochs_equal_eager_ones(case, monkeypatch):
     assert_same_runs(eager.members, graphed.members, 1e-12)
 
 
+@pytest.mark.parametrize("optimizer, threshold", [("adam", 0.05), ("sgd", 0.087)])
+def test_graphed_minibatch_steps_equal_eager_ones(optimizer, threshold, monkeypatch):
+    # One graph per batch size (200 samples in batches of 64: widths 64 and 8), gathering each
+    # member's own batch from the rows copied in; captured again after members stop.
+    from hw1lib import ensemble
+    x = target_function("sinc", 200)[0].double()
+    targets = [target_function(f, 200)[1].double() for f in ["sinc", "sign", "sinc", "sign"]]
+    settings = dict(task="regression", epochs=30, lr=0.01, batch_size=64, loss_threshold=threshold,
+                    optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0,
+                    dtype=torch.float64, sync_every=4)
+    eager = train_ensemble(MLP, range(4), x, targets, **settings)
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := []))
+    graphed = train_ensemble(MLP, range(4), x, targets, cuda_graph=True, **settings)
+    stops = {m["threshold_epoch"] for m in eager.members} - {None}
+    assert stops and max(stops) <= settings["epochs"] - 4  # members stop, none in the last window
+    assert len(captures) == 2 * (1 + len({(e - 1) // 4 for e in stops}))
+    assert_same_runs(eager.members, graphed.members, 1e-12)
+
+
 def test_graphed_classification_with_a_test_set_equals_eager(monkeypatch):
     from hw1lib import ensemble
     x, y = classification_problem(n=96)
