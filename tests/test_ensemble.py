@@ -314,22 +314,26 @@ def test_a_failed_capture_trains_eagerly_from_where_it_was(fails, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-@pytest.mark.parametrize("against, dtype, epochs, tolerance", [
-    ("the same eager steps", torch.float64, 100, 1e-9),  # capturable Adam, capture made to fail
-    ("plain Adam", torch.float64, 100, 1e-9),
-    ("plain Adam", torch.float32, 20, 1e-4),
+@pytest.mark.parametrize("against, dtype, epochs, batch_size, threshold, tolerance", [
+    # capturable Adam in both, the capture made to fail for the eager run
+    ("the same eager steps", torch.float64, 100, None, 0.02, 1e-9),
+    ("the same eager steps", torch.float64, 30, 64, 0.05, 1e-9),
+    ("plain Adam", torch.float64, 100, None, 0.02, 1e-9),
+    ("plain Adam", torch.float64, 30, 64, 0.05, 1e-9),
+    ("plain Adam", torch.float32, 20, None, None, 1e-4),
 ])
-def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, tolerance,
-                                                        monkeypatch):
-    # Per-member targets (the inputs a graph reads are then its own copies), members stopping
-    # inside windows of 7 (the graph is captured again), the 1.1a settings' Adam with weight decay.
-    # Against plain Adam the update is computed in another order: float rounding, which chaotic
-    # training grows, hence 20 epochs in float32.
+def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, batch_size,
+                                                        threshold, tolerance, monkeypatch):
+    # Full batch (a graph per epoch) and batches of 64 of 200 (a graph per step, for widths 64
+    # and 8); per-member targets (the inputs a graph reads are then its own copies); members
+    # stopping inside windows of 7, so graphs are captured again. Against plain Adam the update is
+    # computed in another order: float rounding, which chaotic training grows, hence 20 epochs in
+    # float32.
     from hw1lib import ensemble
     x = target_function("sinc", 200, "cuda")[0].to(dtype)
     targets = [target_function(f, 200, "cuda")[1].to(dtype) for f in ["sinc", "sign"] * 2]
     settings = dict(task="regression", epochs=epochs, lr=0.01, weight_decay=1e-4,
-                    loss_threshold=0.02, dtype=dtype, sync_every=7)
+                    batch_size=batch_size, loss_threshold=threshold, dtype=dtype, sync_every=7)
     captures, real_capture = [], ensemble._capture
 
     def counted(body, warm_up):
@@ -353,7 +357,9 @@ def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, 
         warnings.filterwarnings("error", message=".*CUDA graph capture failed")
         graphed = train_ensemble(MLP, list(range(4)), x, targets, cuda_graph=True, **settings)
     stops = {m["threshold_epoch"] for m in graphed.members} - {None}
-    assert len(captures) == 1 + len({(e - 1) // 7 for e in stops})  # captured, again after stops
+    assert bool(stops) == (threshold is not None) and max(stops, default=0) <= epochs - 7
+    widths = 1 if batch_size is None else 2
+    assert len(captures) == widths * (1 + len({(e - 1) // 7 for e in stops}))  # again after stops
     if against == "plain Adam":
         eager = train_ensemble(MLP, list(range(4)), x, targets, **settings)
     else:
@@ -362,6 +368,4 @@ def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, 
         monkeypatch.setattr(ensemble, "_capture", failing)
         with pytest.warns(UserWarning, match="capture failed"):
             eager = train_ensemble(MLP, list(range(4)), x, targets, cuda_graph=True, **settings)
-    if epochs == 100:  # the sinc members stop (at 72 and 75 on the CPU): captured again
-        assert eager.members[0]["threshold_epoch"] and eager.members[2]["threshold_epoch"]
     assert_same_runs(eager.members, graphed.members, tolerance)
