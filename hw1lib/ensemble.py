@@ -326,7 +326,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     graphable = cuda_graph and not ens.dropouts and not callbacks and _graphs_possible(dev)
     graphed = graphable and full_batch and eval_every == 1  # one graph per epoch
     graphed_steps = graphable and not full_batch  # one graph per step
-    capturable = graphable and dev.type == "cuda"  # for the whole run, even if a capture fails
+    # for the whole run, even if a capture fails; only where graphs apply, as it costs kernels
+    capturable = (graphed or graphed_steps) and dev.type == "cuda"
 
     def make(params):
         return make_optimizer(optimizer, params, lr, weight_decay, momentum, capturable)
@@ -551,10 +552,11 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                         step_graphs[width] = build_step_graph(rows)
                         graphed_steps = step_graphs[width] is not None
                 if graphed_steps and state.step:
-                    replay_step, static_rows = step_graphs[rows.shape[1]]
-                    static_rows.copy_(rows)
+                    replay_step, its_rows = step_graphs[rows.shape[1]]
+                    its_rows.copy_(rows)
                     replay_step()
                     state.step += 1
+                    del replay_step, its_rows  # a stop below frees the graphs
                     continue
                 xb, yb = data(rows)
                 step(objective(xb, yb, draw_noise(rows.shape[1]), per_member_batch=True))

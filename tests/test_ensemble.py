@@ -202,15 +202,20 @@ def assert_same_runs(a_members, b_members, tolerance: float):
         assert max_difference(a["state_dict"], b["state_dict"]) <= tolerance
 
 
-def fake_capture(captures: list):
+def fake_capture(captures: list, replays: list | None = None, fail_at: int | None = None):
     """ensemble._capture without a GPU: warm_up() as the real one runs it, then each replay runs
-    body() again and, like a graph, hands back the same output tensors, overwritten."""
+    body() again and, like a graph, hands back the same output tensors, overwritten. Counts the
+    captures and the replays; the capture number `fail_at` (from 0) fails after its warm-up."""
     def capture(body, warm_up):
         warm_up()
+        if len(captures) == fail_at:
+            raise RuntimeError("capture made to fail")
         captures.append(body)
         outputs = {}
 
         def replay():
+            if replays is not None:
+                replays.append(1)
             fresh = body()
             if not outputs:
                 outputs.update(fresh)
@@ -243,10 +248,11 @@ def test_graphed_epochs_equal_eager_ones(case, monkeypatch):
     targets = [target_function(f, 200)[1].to(dtype) for f in functions]
     seeds = list(range(len(functions)))
     eager = train_ensemble(MLP, seeds, x, targets, **settings)
-    captures = []
+    captures, replays = [], []
     monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
-    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures))
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures, replays))
     graphed = train_ensemble(MLP, seeds, x, targets, cuda_graph=True, **settings)
+    assert len(replays) == settings["epochs"] - 1  # every epoch but the last (measured eagerly)
     stops = {m["threshold_epoch"] for m in eager.members} - {None}
     window = settings["sync_every"]
     assert all(e <= settings["epochs"] - window for e in stops)  # none in the last window
@@ -269,11 +275,30 @@ def test_graphed_minibatch_steps_equal_eager_ones(optimizer, threshold, monkeypa
                     dtype=torch.float64, sync_every=4)
     eager = train_ensemble(MLP, range(4), x, targets, **settings)
     monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
-    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := []))
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := []))
     graphed = train_ensemble(MLP, range(4), x, targets, cuda_graph=True, **settings)
+    assert len(replays) == settings["epochs"] * 4 - 1  # every step but the first (eager)
     stops = {m["threshold_epoch"] for m in eager.members} - {None}
     assert stops and max(stops) <= settings["epochs"] - 4  # members stop, none in the last window
     assert len(captures) == 2 * (1 + len({(e - 1) // 4 for e in stops}))
+    assert_same_runs(eager.members, graphed.members, 1e-12)
+
+
+def test_a_failed_step_capture_trains_on_eagerly(monkeypatch):
+    # shared inputs and labels, classification, SGD: the width 32 is captured, the last batch's
+    # (100 = 3 × 32 + 4) fails; every later step is eager, and nothing changes
+    from hw1lib import ensemble
+    x, y = classification_problem(n=100, dtype=torch.float64)
+    x = x.flatten(1)
+    net = {"kind": "mlp", "widths": [784, 16, 10], "activation": "relu"}
+    settings = dict(task="classification", epochs=4, lr=0.05, optimizer="sgd", momentum=0.9,
+                    batch_size=32, test=(x[:20], y[:20]), dtype=torch.float64)
+    eager = train_ensemble(net, [0, 1], x, y, **settings)
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := [], fail_at=1))
+    with pytest.warns(UserWarning, match="capture failed"):
+        graphed = train_ensemble(net, [0, 1], x, y, cuda_graph=True, **settings)
+    assert len(captures) == 1 and len(replays) == 2  # steps 2 and 3 of epoch 1, then eager
     assert_same_runs(eager.members, graphed.members, 1e-12)
 
 
@@ -313,6 +338,27 @@ def test_a_failed_capture_trains_eagerly_from_where_it_was(fails, monkeypatch):
     assert_same_runs(eager.members, fallback.members, 0.0)  # the same eager steps
 
 
+def capture_spy(real_capture, captures: list, replays: list):
+    """The real capture, counted, with its replays; a graph's first replay checks that the
+    tensors its body reads are still alive (a graph holds only their addresses)."""
+    def counted(body, warm_up):
+        replay = real_capture(body, warm_up)
+        inputs = [weakref.ref(cell.cell_contents) for cell in body.__closure__
+                  if isinstance(cell.cell_contents, torch.Tensor)]
+        captures.append(1)
+        del body
+
+        def checked():
+            replays.append(1)
+            if inputs:
+                gc.collect()
+                assert all(ref() is not None for ref in inputs), "the graph's inputs were freed"
+                inputs.clear()
+            return replay()
+        return checked
+    return counted
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("against, dtype, epochs, batch_size, threshold, tolerance", [
     # capturable Adam in both, the capture made to fail for the eager run
@@ -334,25 +380,8 @@ def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, 
     targets = [target_function(f, 200, "cuda")[1].to(dtype) for f in ["sinc", "sign"] * 2]
     settings = dict(task="regression", epochs=epochs, lr=0.01, weight_decay=1e-4,
                     batch_size=batch_size, loss_threshold=threshold, dtype=dtype, sync_every=7)
-    captures, real_capture = [], ensemble._capture
-
-    def counted(body, warm_up):
-        """The real capture, counted; its first replay checks that the tensors the graph reads
-        are still alive (a graph holds only their addresses)."""
-        replay = real_capture(body, warm_up)
-        inputs = [weakref.ref(cell.cell_contents) for cell in body.__closure__
-                  if isinstance(cell.cell_contents, torch.Tensor)]
-        captures.append(inputs)
-        del body
-
-        def first_replay_checked():
-            if inputs:
-                gc.collect()
-                assert all(ref() is not None for ref in inputs), "the graph's inputs were freed"
-                inputs.clear()
-            return replay()
-        return first_replay_checked
-    monkeypatch.setattr(ensemble, "_capture", counted)
+    captures, replays = [], []
+    monkeypatch.setattr(ensemble, "_capture", capture_spy(ensemble._capture, captures, replays))
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*CUDA graph capture failed")
         graphed = train_ensemble(MLP, list(range(4)), x, targets, cuda_graph=True, **settings)
@@ -360,6 +389,7 @@ def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, 
     assert bool(stops) == (threshold is not None) and max(stops, default=0) <= epochs - 7
     widths = 1 if batch_size is None else 2
     assert len(captures) == widths * (1 + len({(e - 1) // 7 for e in stops}))  # again after stops
+    assert len(replays) == (epochs - 1 if batch_size is None else epochs * 4 - 1)
     if against == "plain Adam":
         eager = train_ensemble(MLP, list(range(4)), x, targets, **settings)
     else:
@@ -369,3 +399,23 @@ def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, 
         with pytest.warns(UserWarning, match="capture failed"):
             eager = train_ensemble(MLP, list(range(4)), x, targets, cuda_graph=True, **settings)
     assert_same_runs(eager.members, graphed.members, tolerance)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_step_graphs_of_shared_data_classification_with_sgd_on_a_gpu(monkeypatch):
+    # what the 1.3 runs do: shared images and labels gathered inside the graph, cross-entropy,
+    # a test set measured eagerly; SGD with momentum as in 1.3d
+    from hw1lib import ensemble
+    x, y = classification_problem(n=100, dtype=torch.float64)
+    x, y = x.flatten(1).cuda(), y.cuda()
+    net = {"kind": "mlp", "widths": [784, 16, 10], "activation": "relu"}
+    settings = dict(task="classification", epochs=5, lr=0.05, optimizer="sgd", momentum=0.9,
+                    batch_size=32, test=(x[:20], y[:20]), dtype=torch.float64)
+    eager = train_ensemble(net, [0, 1], x, y, **settings)
+    monkeypatch.setattr(ensemble, "_capture", capture_spy(ensemble._capture, captures := [],
+                                                          replays := []))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*CUDA graph capture failed")
+        graphed = train_ensemble(net, [0, 1], x, y, cuda_graph=True, **settings)
+    assert len(captures) == 2 and len(replays) == 5 * 4 - 1  # widths 32 and 4; all but step 1
+    assert_same_runs(eager.members, graphed.members, 1e-9)

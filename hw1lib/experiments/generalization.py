@@ -97,7 +97,7 @@ def fit_random_labels(s: dict, jobs: list[dict], device: torch.device) -> list[d
                             task="classification", epochs=s["epochs"], lr=s["lr"],
                             optimizer=s["optimizer"], weight_decay=s["weight_decay"],
                             batch_size=s["batch_size"], test=(data.test_x, data.test_y),
-                            cuda_graph=True,  # on a GPU: one CUDA graph per step
+                            cuda_graph=True,  # on a GPU, where they apply (see train_ensemble)
                             desc=f"random and true labels ×{len(jobs)}")
     params = count_params(build_model(s["model"]))
     return [{"metrics": {"history": m["history"]},
@@ -184,7 +184,7 @@ def train_widths(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
                             task="classification", epochs=epochs, lr=s["lr"],
                             optimizer=s["optimizer"], weight_decay=s["weight_decay"],
                             batch_size=batch_size, test=(data.test_x, data.test_y),
-                            cuda_graph=True,  # on a GPU: one CUDA graph per step
+                            cuda_graph=True,  # on a GPU, where they apply (see train_ensemble)
                             eval_every=eval_every, desc=f"{sweep} width {width} ×{len(jobs)}")
     params = count_params(build_model(spec))
     return [{"metrics": {"history": m["history"]},
@@ -248,7 +248,7 @@ def interpolate_pairs(s: dict, jobs: list[dict], device: torch.device) -> list[d
                                    lr=pair[end]["lr"], optimizer=s["optimizer"],
                                    weight_decay=s["weight_decay"], batch_size=pair[end]["batch_size"],
                                    test=(data.test_x, data.test_y),
-                                   cuda_graph=True,  # on a GPU: one CUDA graph per step
+                                   cuda_graph=True,  # on a GPU, where they apply (see train_ensemble)
                                    desc=f"{jobs[0]['pair']} {end} ×{len(seeds)}").members
     low, high = s["alpha_range"]
     alphas = np.round(np.linspace(low, high, s["alphas"]), 10)  # holds 0 and 1 exactly
@@ -328,7 +328,7 @@ def train_batch_sizes(s: dict, jobs: list[dict], device: torch.device) -> list[d
                             data.train_y[:n], task="classification", epochs=s["epochs"], lr=s["lr"],
                             optimizer=s["optimizer"], weight_decay=s["weight_decay"],
                             batch_size=batch_size, test=(data.test_x, data.test_y),
-                            cuda_graph=True,  # on a GPU: one CUDA graph per step
+                            cuda_graph=True,  # on a GPU, where they apply (see train_ensemble)
                             desc=f"batch {batch_size} ×{len(jobs)}")
     models = []
     for m in result.members:
