@@ -38,7 +38,8 @@ mode=${MODE:-runs}
 if [ -d .gpu ]; then  # the kit from gpu-pack.sh
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .gpu/wheels/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH
+  # --target puts nbconvert's templates under /tmp/site/share/jupyter, where Jupyter does not look
+  export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH JUPYTER_PATH=/tmp/site/share/jupyter
   [ -d data/mnist ] || { mkdir -p data && tar xzf .gpu/mnist.tar.gz -C data; } || exit 1
   "$py" -m ipykernel install --user --name hw1 --display-name "Python 3 (hw1)" >/dev/null || exit 1
 fi
