@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .gpu && mkdir -p .gpu/wheels
 pins=$(grep -E '^(papermill|nbconvert|nbformat|ipykernel|latex2mathml)==' requirements.txt)
-python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
+# PYVER: the target's Python (3.12 on the lent GPU machines; 3.11 to try the kit on this machine)
+python3 -m pip download -q --only-binary=:all: --python-version "${PYVER:-3.12}" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .gpu/wheels $pins
 # Already in the GPU image (its package list, 2026-11-17): keep its own versions.
