@@ -20,6 +20,7 @@ from .train import show_progress, task_loss
 
 _CACHE_ROWS = 16_384  # Hessian rows × samples per chunk on the CPU (see hessians)
 
+
 def flatten(params: dict) -> torch.Tensor:
     """Ensemble parameters {name: (members, *shape)} → one (members, P) matrix, in name order."""
     return torch.cat([v.detach().flatten(1) for v in params.values()], 1)

@@ -492,7 +492,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         def body() -> dict:
             state.optimizer.zero_grad(set_to_none=True)
             xb, yb = data(static_rows)
-            member_losses(task, forward_each(state.params, xb), yb, shared_target=False).sum().backward()
+            objective(xb, yb, None, per_member_batch=True).sum().backward()
             state.optimizer.step()
             return {}
         replay = try_capture(body)
