@@ -1,30 +1,28 @@
 #!/usr/bin/env bash
-# The GPU check, as one call of a lent GPU machine. python3 there holds torch, torchvision, pandas,
-# scikit-learn, seaborn and tqdm but not Jupyter's packages. Two modes:
+# The GPU check, for a lent GPU machine (python3 there holds torch, torchvision, pandas, scikit-learn,
+# seaborn and tqdm, but not Jupyter's packages, and it cannot download). First, here:
+#     bash benchmarks/gpu-pack.sh        # writes .gpu/: the Jupyter wheels and MNIST compressed
+# then one or more device calls, each: command "BUDGET_SECONDS=N bash benchmarks/gpu-check.sh",
+# carry [".gpu"], timeout_s a little over N.
 #
-# MODE=runs (default; from the device tool: command "bash benchmarks/gpu-check.sh", carry
-# ["data/mnist"], timeout_s 600): names the GPU, runs the GPU tests of the fast paths
-# (gpu-tests.txt), the benchmarks (results-cuda.json), then the experiments of the `full` profile in
-# report order through `python -m hw1lib run`, each within what is left of BUDGET_SECONDS
-# (times.tsv: experiment, seconds, exit code; summaries.tar.gz: every summary.json).
+# It runs STEPS in order (default "tests report benchmarks"):
+# - tests: the GPU tests of the fast paths (CUDA graphs, windowed read-back, TF32) -> gpu-tests.txt
+# - report: `python -m hw1lib report --profile full --no-pdf` -> the HTML, whose front page lists
+#   each experiment's training time
+# - runs: each experiment of EXPERIMENTS (default: all, in report order) through `python -m hw1lib run`
+# - benchmarks: benchmarks/run.py, one case of CASES at a time -> results-cuda.json
+# each within what is left of BUDGET_SECONDS (default 540). A step or case that finished is marked
+# done in STATE (default /tmp/hw1-gpu-state), which, like the results under HW1_RESULTS_DIR, lives
+# on while the machine stays warm: a second call resumes where the first stopped, and a report cut
+# off part way reuses the runs it had stored. times.tsv logs every attempt (step, seconds, exit
+# code, when); everything measured so far is copied to $OUT after each step.
 #
-# MODE=report (first `bash benchmarks/gpu-pack.sh` here, then command
-# "MODE=report bash benchmarks/gpu-check.sh", carry [".gpu"], timeout_s 600): installs the packed
-# Jupyter wheels and MNIST, then runs `python -m hw1lib report --profile full --no-pdf` (no browser
-# there) and returns the HTML report, whose front page lists each experiment's time, with
-# times.tsv and summaries.tar.gz.
-#
-# Knobs: BUDGET_SECONDS (default 540); BENCHMARKS=0 to skip them; EXPERIMENTS="" for no runs, or
-# e.g. "1.1-function 1.2-pca"; PYTHON, DEVICE and PROFILE (python3, cuda, full) to try the script
-# elsewhere, e.g. on a CPU with
-# PYTHON=.venv/bin/python DEVICE=cpu PROFILE=smoke BENCHMARKS=0 bash benchmarks/gpu-check.sh
-#
-# The device budget is 15 minutes a session, machine start included: MODE=report first (the full
-# report is the figure the study needs), then, with what is left, EXPERIMENTS="" for the tests and
-# the benchmarks.
+# To try it elsewhere, e.g. on a CPU:
+# PYTHON=.venv/bin/python DEVICE=cpu PROFILE=smoke CASES=ensemble bash benchmarks/gpu-check.sh
 set -uo pipefail
 out=${OUT:-gpu-check-out}
-mkdir -p "$out"
+state=${STATE:-/tmp/hw1-gpu-state}
+mkdir -p "$out" "$state"
 export PYTHONPATH=$PWD HW1_PROGRESS=0 PYTHONUNBUFFERED=1
 export HW1_RESULTS_DIR=${HW1_RESULTS_DIR:-/tmp/hw1-results}
 budget=${BUDGET_SECONDS:-540}
@@ -34,7 +32,6 @@ profile=${PROFILE:-full}
 start=$(date +%s)
 left() { echo $(( budget - ($(date +%s) - start) )); }
 
-mode=${MODE:-runs}
 if [ -d .gpu ]; then  # the kit from gpu-pack.sh
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .gpu/wheels/*.whl || exit 1
@@ -47,37 +44,49 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda:', torch.cuda.is_available())" || exit 1
 "$py" -m hw1lib data verify || exit 1
 
-summaries() { (cd "$HW1_RESULTS_DIR" && tar czf - "$profile"/*/summary.json) > "$out/summaries.tar.gz"; }
-if [ "$mode" = report ]; then
+[ -e "$state/times.tsv" ] || printf 'step\tseconds\texit\tended\n' > "$state/times.tsv"
+attempt() {  # attempt NAME COMMAND...: runs it within what is left, logs the time, marks it done
+  local name=$1 t0 rc
+  shift
+  [ -e "$state/$name.done" ] && { echo "== $name: done in an earlier call"; return 0; }
+  [ "$(left)" -gt 15 ] || { echo "== $name: no time left"; return 1; }
+  echo "== $name ($(left) s left)"
   t0=$(date +%s)
-  timeout "$(left)" "$py" -m hw1lib report --profile "$profile" --device "$device" --no-pdf
+  timeout "$(left)" "$@"
   rc=$?
-  printf 'experiment\tseconds\texit\nreport\t%s\t%s\n' $(( $(date +%s) - t0 )) "$rc" > "$out/times.tsv"
-  cp report/hw1-report-"$profile".html "$out/" 2>/dev/null
-  summaries
-  cat "$out/times.tsv"
-  exit "$rc"
-fi
-# The fast paths against eager training on this GPU (CUDA graphs, windowed read-back, TF32 switch).
-timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_ensemble.py tests/test_experiments.py \
-  -k "cuda or window or tf32" 2>&1 | tee "$out/gpu-tests.txt"
-echo "GPU tests exit code: ${PIPESTATUS[0]} (the runs go on either way)" | tee -a "$out/gpu-tests.txt"
-
-if [ "${BENCHMARKS:-1}" = 1 ]; then
-  # 2,000 function-fit epochs, not 20,000: the baseline's 600,000 eager steps alone would take the
-  # whole call. The JSON records the sizes.
-  timeout $(( $(left) / 3 )) "$py" benchmarks/run.py --device "$device" --repeats 5 \
-    --function-epochs 2000 --output "$out/results-$device.json"
-fi
+  printf '%s\t%s\t%s\t%s\n' "$name" $(( $(date +%s) - t0 )) "$rc" "$(date -u +%FT%TZ)" >> "$state/times.tsv"
+  [ "$rc" = 0 ] && touch "$state/$name.done"
+  return "$rc"
+}
+collect() {
+  cp "$state"/times.tsv "$state"/gpu-tests.txt "$state"/results-*.json report/hw1-report-"$profile".html \
+    "$out"/ 2>/dev/null
+  (cd "$HW1_RESULTS_DIR" 2>/dev/null && tar czf - "$profile"/*/summary.json) > "$out/summaries.tar.gz" 2>/dev/null
+}
 
 order=$("$py" -c "from hw1lib.experiments import REGISTRY as r; print(' '.join(sorted(r, key=lambda i: tuple(map(int, r[i].section.split('.'))))))")
-printf 'experiment\tseconds\texit\n' > "$out/times.tsv"
-for e in ${EXPERIMENTS-$order}; do  # EXPERIMENTS="" runs none
-  [ "$(left)" -gt 10 ] || { printf '%s\tnot run\t-\n' "$e" >> "$out/times.tsv"; continue; }
-  t0=$(date +%s)
-  timeout "$(left)" "$py" -m hw1lib run "$e" --profile "$profile" --device "$device"
-  rc=$?
-  printf '%s\t%s\t%s\n' "$e" $(( $(date +%s) - t0 )) "$rc" | tee -a "$out/times.tsv"
+for step in ${STEPS:-tests report benchmarks}; do
+  case $step in
+    tests)  # a failing test is recorded, and the other steps go on
+      attempt tests bash -o pipefail -c "$py -m pytest -q -p no:cacheprovider tests/test_ensemble.py \
+        tests/test_experiments.py -k 'cuda or window or tf32' 2>&1 | tee $state/gpu-tests.txt"
+      [ -e "$state/tests.done" ] || touch "$state/tests.done" ;;
+    report)
+      attempt report "$py" -m hw1lib report --profile "$profile" --device "$device" --no-pdf
+      pkill -f ipykernel_launcher ;;  # a kernel cut off with the report would hold the GPU
+    runs)
+      for e in ${EXPERIMENTS-$order}; do
+        attempt "run-$e" "$py" -m hw1lib run "$e" --profile "$profile" --device "$device"
+      done ;;
+    benchmarks)
+      # 2,000 function-fit epochs, not 20,000: the baseline's 600,000 eager steps alone would take
+      # most of a call. The JSON records the sizes.
+      for c in ${CASES:-ensemble mnist-epoch analysis function-fit}; do
+        attempt "benchmark-$c" "$py" benchmarks/run.py --device "$device" --repeats 5 --only "$c" \
+          --function-epochs 2000 --output "$state/results-${device}.json"
+      done ;;
+    *) echo "unknown step: $step" >&2; exit 2 ;;
+  esac
+  collect
 done
-summaries
-cat "$out/times.tsv"
+cat "$state/times.tsv"

@@ -230,6 +230,12 @@ BUILDERS = {"ensemble": case_ensemble, "mnist-epoch": case_mnist_epoch,
             "function-fit": case_function_fit, "analysis": case_analysis}
 
 
+def write_atomically(path: Path, report: dict):
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -252,6 +258,10 @@ def main(argv=None):
     output = args.output or HERE / f"results-{device.type}.json"
     print(f"device: {device_description(device)}, torch {torch.__version__}, "
           f"median of {args.repeats} after one warm-up")
+    old_rows = []
+    if output.exists() and set(args.only) != set(CASES):  # keep the other cases' last figures
+        old_rows = [r for r in json.loads(output.read_text()).get("cases", [])
+                    if r["case"] not in args.only]
     rows = []
     for case in args.only:
         for group, name, sizes, baseline, ours in BUILDERS[case](device, args):
@@ -261,16 +271,12 @@ def main(argv=None):
                          "hw1lib_seconds": t_ours, "ratio": ratio})
             print(f"{group:13s} {name:36s} baseline {t_base['median']:8.3f} s   "
                   f"hw1lib {t_ours['median']:8.3f} s   ratio {ratio:6.1f}×", flush=True)
-    report = {"device": device_description(device), "torch": torch.__version__,
-              "python": platform.python_version(), "machine": platform.machine(),
-              "cpu_count": os.cpu_count(), "repeats": args.repeats, "cases": rows,
-              "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if output.exists() and set(args.only) != set(CASES):  # keep the other cases' last figures
-        old = json.loads(output.read_text())
-        report["cases"] = [r for r in old.get("cases", []) if r["case"] not in args.only] + rows
-    tmp = output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    tmp.replace(output)
+            # written after every row, so that a run stopped part way keeps what it measured
+            write_atomically(output, {
+                "device": device_description(device), "torch": torch.__version__,
+                "python": platform.python_version(), "machine": platform.machine(),
+                "cpu_count": os.cpu_count(), "repeats": args.repeats, "cases": old_rows + rows,
+                "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     print(f"wrote {output}")
 
 
