@@ -219,12 +219,16 @@ def _graphs_possible(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _capture(body: Callable[[], dict], warm_up: Callable[[], None]) -> Callable[[], dict]:
+def _capture(body: Callable[[], dict], warm_up: Callable[[], None],
+             generators: Sequence[torch.Generator] = ()) -> Callable[[], dict]:
     """A CUDA graph of body(). warm_up() runs first on a side stream (as torch's capture recipe
     asks: lazy initialisations must not happen inside the capture) and must leave the state as it
     found it; capturing runs nothing. Returns replay(), which runs body's kernels again on the same
     tensors and returns body's outputs, refreshed in place. replay holds on to body, and so to the
-    tensors body reads: a graph keeps only their addresses."""
+    tensors body reads: a graph keeps only their addresses.
+
+    `generators`: the (non-default) CUDA generators body draws from. Registered with the graph, each
+    replay draws from where the generator stands and moves it on, as the eager calls would."""
     outer = torch.cuda.current_stream()
     stream = torch.cuda.Stream()
     stream.wait_stream(outer)
@@ -234,6 +238,8 @@ def _capture(body: Callable[[], dict], warm_up: Callable[[], None]) -> Callable[
     finally:  # a failed warm-up's kernels must be done before anything restores the state
         outer.wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
+    for generator in generators:
+        graph.register_generator_state(generator)
     try:
         with torch.cuda.graph(graph):
             outputs = body()
@@ -283,11 +289,11 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     in the batch, unused, until the window closes.
 
     cuda_graph=True replays CUDA graphs on a GPU, which removes the launch overhead of small nets:
-    in full-batch training one graph per epoch (the measurement at its end, then the next step;
-    not with eval_every), in minibatch training one per step (the batch gathered from its rows,
-    forward, backward, update), for each batch size. Not with dropout or callbacks; graphs are
-    captured again when members stop; anything else (a CPU, a failed capture, with a warning)
-    trains eagerly. Adam then keeps its step count on the GPU (`capturable=True`) and computes its
+    in full-batch training without dropout and with eval_every=1 one graph per epoch (the
+    measurement at its end, then the next step); otherwise one per step (the batch gathered from its
+    rows, the members' dropout masks drawn from their own generators, forward, backward, update),
+    for each batch size, with the measurements eager. Not with callbacks; graphs are captured again
+    when members stop; anything else (a CPU, a failed capture, with a warning) trains eagerly. Adam then keeps its step count on the GPU (`capturable=True`) and computes its
     update in another order: results agree with eager training to float rounding, not bit for bit.
     """
     if task not in TASKS:
@@ -323,9 +329,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         keys += ["test_loss"] + (["test_accuracy"] if classification else [])
 
     dev = x_all.device
-    graphable = cuda_graph and not ens.dropouts and not callbacks and _graphs_possible(dev)
-    graphed = graphable and full_batch and eval_every == 1  # one graph per epoch
-    graphed_steps = graphable and not full_batch  # one graph per step
+    graphable = cuda_graph and not callbacks and _graphs_possible(dev)
+    graphed = graphable and full_batch and eval_every == 1 and not ens.dropouts  # one per epoch
+    graphed_steps = graphable and not graphed  # one graph per step
     # for the whole run, even if a capture fails; only where graphs apply, as it costs kernels
     capturable = (graphed or graphed_steps) and dev.type == "cuda"
 
@@ -439,18 +445,22 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                 kept[k].copy_(torch.where(first.view(-1, *[1] * (v.dim() - 1)), v, kept[k]))
             reached.logical_or_(first)
 
-    def save_state() -> list:
+    def save_state() -> tuple:
         """Every tensor the warm-up changes, with a copy of its value. A graph is built only after
         a step, so the optimizer's state (Adam's moments and step count, SGD's momentum) exists."""
         tensors = list(state.params.values()) + (list(kept.values()) + [reached] if track else [])
         tensors += [v for st in state.optimizer.state.values() for v in st.values()
                     if isinstance(v, torch.Tensor)]
-        return [(t, t.detach().clone()) for t in tensors]
+        return ([(t, t.detach().clone()) for t in tensors],
+                [(g, g.get_state()) for g in dropout_generators])  # the masks drawn come back
 
-    def restore_state(saved: list) -> None:
+    def restore_state(saved: tuple) -> None:
+        tensors, generators = saved
         with torch.no_grad():
-            for t, value in saved:
+            for t, value in tensors:
                 t.copy_(value)
+        for g, value in generators:
+            g.set_state(value)
         state.optimizer.zero_grad(set_to_none=True)
 
     def try_capture(body: Callable[[], dict]):
@@ -463,7 +473,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                 body()
             restore_state(saved)
         try:
-            return _capture(body, warm_up)
+            return _capture(body, warm_up, dropout_generators if ens.dropouts else ())
         except RuntimeError as error:
             restore_state(saved)
             warnings.warn(f"{desc}: CUDA graph capture failed, training eagerly ({error})")
@@ -484,19 +494,41 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             return metrics
         return try_capture(body)
 
-    def build_step_graph(rows: torch.Tensor):
+    def build_step_graph(rows: torch.Tensor | None):
         """(replay, its rows): replay() takes one step on the batches whose sample indices were
-        copied into its rows (members, batch) beforehand."""
-        static_rows = rows.clone()
+        copied into its rows (members, batch) beforehand, or on all samples (rows None)."""
+        static_rows = None if rows is None else rows.clone()
+        width = n if rows is None else rows.shape[1]
 
         def body() -> dict:
             state.optimizer.zero_grad(set_to_none=True)
             xb, yb = data(static_rows)
-            objective(xb, yb, None, per_member_batch=True).sum().backward()
+            objective(xb, yb, draw_noise(width),
+                      per_member_batch=rows is not None or not shared).sum().backward()
             state.optimizer.step()
             return {}
         replay = try_capture(body)
         return replay and (replay, static_rows)
+
+    def graph_step(rows: torch.Tensor | None) -> bool:
+        """Takes this step (on `rows`, or full batch) by replaying its graph, built first if need
+        be; False where it cannot, and then the caller steps eagerly. Not before a first eager step:
+        a graph is built only once the optimizer has its state."""
+        nonlocal graphed_steps
+        if not (graphed_steps and state.step):
+            return False
+        width = n if rows is None else rows.shape[1]
+        if width not in step_graphs:
+            step_graphs[width] = build_step_graph(rows)
+            graphed_steps = step_graphs[width] is not None
+            if not graphed_steps:
+                return False
+        replay_step, its_rows = step_graphs[width]
+        if rows is not None:
+            its_rows.copy_(rows)
+        replay_step()
+        state.step += 1
+        return True
 
     def copy_to_histories() -> dict[int, int]:
         """Append the pending epochs to the active members' histories (one copy to the host);
@@ -528,7 +560,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     measured = None
     replay = None
     stepped_ahead = False  # this epoch's step was taken by the last graph replay
-    step_graphs: dict[int, tuple] = {}  # batch size → (replay, its rows)
+    step_graphs: dict[int, tuple] = {}  # batch width → (replay, its rows or None)
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not show_progress(), leave=False,
                mininterval=0.5)
     for epoch in bar:
@@ -536,7 +568,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         if stepped_ahead:
             stepped_ahead = False
         elif full_batch:
-            if measured is not None and state.objective is None:
+            if graph_step(None):
+                pass
+            elif measured is not None and state.objective is None:
                 step(measured)
             else:
                 xb, yb = data()
@@ -546,17 +580,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                                   for m in state.active])
             for start in range(0, n, batch_size):
                 rows = orders[:, start:start + batch_size]
-                if graphed_steps and state.step:  # after an eager step: the optimizer has state
-                    width = rows.shape[1]
-                    if width not in step_graphs:
-                        step_graphs[width] = build_step_graph(rows)
-                        graphed_steps = step_graphs[width] is not None
-                if graphed_steps and state.step:
-                    replay_step, its_rows = step_graphs[rows.shape[1]]
-                    its_rows.copy_(rows)
-                    replay_step()
-                    state.step += 1
-                    del replay_step, its_rows  # a stop below frees the graphs
+                if graph_step(rows):
                     continue
                 xb, yb = data(rows)
                 step(objective(xb, yb, draw_noise(rows.shape[1]), per_member_batch=True))

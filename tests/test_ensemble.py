@@ -206,7 +206,7 @@ def fake_capture(captures: list, replays: list | None = None, fail_at: int | Non
     """ensemble._capture without a GPU: warm_up() as the real one runs it, then each replay runs
     body() again and, like a graph, hands back the same output tensors, overwritten. Counts the
     captures and the replays; the capture number `fail_at` (from 0) fails after its warm-up."""
-    def capture(body, warm_up):
+    def capture(body, warm_up, generators=()):
         warm_up()
         if len(captures) == fail_at:
             raise RuntimeError("capture made to fail")
@@ -284,6 +284,43 @@ def test_graphed_minibatch_steps_equal_eager_ones(optimizer, threshold, monkeypa
     assert_same_runs(eager.members, graphed.members, 1e-12)
 
 
+@pytest.mark.parametrize("batch_size, eval_every", [(32, 1), (None, 1), (None, 4)])
+def test_graphed_steps_with_dropout_equal_eager_ones(batch_size, eval_every, monkeypatch):
+    # Dropout inside the step graphs: each member's masks come from its own generator, whose draws
+    # in the warm-up are undone, so the graphed run draws the eager run's masks. Batches of 32 of
+    # 100 (widths 32 and 4), full batch measured every epoch, and full batch measured every 4th.
+    from hw1lib import ensemble
+    x, y = classification_problem(n=100, dtype=torch.float64)
+    settings = dict(task="classification", epochs=6, lr=3e-3, batch_size=batch_size,
+                    eval_every=eval_every, test=(x[:20], y[:20]), dtype=torch.float64)
+    eager = train_ensemble(SMALL_CNN, [0, 1, 5], x, y, **settings)
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := []))
+    graphed = train_ensemble(SMALL_CNN, [0, 1, 5], x, y, cuda_graph=True, **settings)
+    steps_per_epoch = 1 if batch_size is None else 4
+    assert len(captures) == (1 if batch_size is None else 2)
+    assert len(replays) == 6 * steps_per_epoch - 1  # every step but the first
+    assert_same_runs(eager.members, graphed.members, 1e-12)
+    assert graphed.members[0]["history"]["epoch"] == ([1, 2, 3, 4, 5, 6] if eval_every == 1
+                                                       else [4, 6])
+
+
+def test_graphed_full_batch_steps_between_measurements_equal_eager_ones(monkeypatch):
+    # full batch measured every 5th epoch (1.3b's noisy sweep): a graph per step, per-member
+    # targets gathered inside it
+    from hw1lib import ensemble
+    x = target_function("sinc", 200)[0].double()
+    targets = [target_function(f, 200)[1].double() for f in ["sinc", "sign", "sinc"]]
+    settings = dict(task="regression", epochs=23, lr=0.01, eval_every=5, dtype=torch.float64)
+    eager = train_ensemble(MLP, range(3), x, targets, **settings)
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := []))
+    graphed = train_ensemble(MLP, range(3), x, targets, cuda_graph=True, **settings)
+    assert len(captures) == 1 and len(replays) == 23 - 1
+    assert graphed.members[0]["history"]["epoch"] == [5, 10, 15, 20, 23]
+    assert_same_runs(eager.members, graphed.members, 1e-12)
+
+
 def test_a_failed_step_capture_trains_on_eagerly(monkeypatch):
     # shared inputs and labels, classification, SGD: the width 32 is captured, the last batch's
     # (100 = 3 × 32 + 4) fails; every later step is eager, and nothing changes
@@ -325,7 +362,7 @@ def test_a_failed_capture_trains_eagerly_from_where_it_was(fails, monkeypatch):
     on_cpu = train_ensemble(MLP, [0, 1], x, y, cuda_graph=True, **settings)  # no GPU: eager
     assert all(a["history"] == b["history"] for a, b in zip(eager.members, on_cpu.members))
 
-    def failing(body, warm_up):
+    def failing(body, warm_up, generators=()):
         if fails == "in the warm-up":
             body()  # one warm-up step has changed the weights
         else:
@@ -341,8 +378,8 @@ def test_a_failed_capture_trains_eagerly_from_where_it_was(fails, monkeypatch):
 def capture_spy(real_capture, captures: list, replays: list):
     """The real capture, counted, with its replays; a graph's first replay checks that the
     tensors its body reads are still alive (a graph holds only their addresses)."""
-    def counted(body, warm_up):
-        replay = real_capture(body, warm_up)
+    def counted(body, warm_up, generators=()):
+        replay = real_capture(body, warm_up, generators)
         inputs = [weakref.ref(cell.cell_contents) for cell in body.__closure__
                   if isinstance(cell.cell_contents, torch.Tensor)]
         captures.append(1)
@@ -393,7 +430,7 @@ def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, 
     if against == "plain Adam":
         eager = train_ensemble(MLP, list(range(4)), x, targets, **settings)
     else:
-        def failing(body, warm_up):
+        def failing(body, warm_up, generators=()):
             raise RuntimeError("capture made to fail")
         monkeypatch.setattr(ensemble, "_capture", failing)
         with pytest.warns(UserWarning, match="capture failed"):
@@ -418,4 +455,26 @@ def test_cuda_step_graphs_of_shared_data_classification_with_sgd_on_a_gpu(monkey
         warnings.filterwarnings("error", message=".*CUDA graph capture failed")
         graphed = train_ensemble(net, [0, 1], x, y, cuda_graph=True, **settings)
     assert len(captures) == 2 and len(replays) == 5 * 4 - 1  # widths 32 and 4; all but step 1
+    assert_same_runs(eager.members, graphed.members, 1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("batch_size", [32, None])
+def test_cuda_step_graphs_with_dropout_agree_with_eager_on_a_gpu(batch_size, monkeypatch):
+    # 1.1b's case: CNNs with dropout, each member's masks drawn inside the graph from its own
+    # generator, registered with the graph. Were a replay to draw the captured masks again, or
+    # the default generator's, the runs would part at the second step.
+    from hw1lib import ensemble
+    x, y = classification_problem(n=100, dtype=torch.float64)
+    x, y = x.cuda(), y.cuda()
+    settings = dict(task="classification", epochs=4, lr=3e-3, batch_size=batch_size,
+                    test=(x[:20], y[:20]), dtype=torch.float64)
+    eager = train_ensemble(SMALL_CNN, [0, 1, 5], x, y, **settings)
+    monkeypatch.setattr(ensemble, "_capture", capture_spy(ensemble._capture, captures := [],
+                                                          replays := []))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*CUDA graph capture failed")
+        graphed = train_ensemble(SMALL_CNN, [0, 1, 5], x, y, cuda_graph=True, **settings)
+    steps = 4 * (1 if batch_size is None else 4)
+    assert len(captures) == (1 if batch_size is None else 2) and len(replays) == steps - 1
     assert_same_runs(eager.members, graphed.members, 1e-9)
