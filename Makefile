@@ -1,4 +1,4 @@
-# make setup [setup-ray] | make report [PROFILE=smoke|quick|full] [DEVICE=auto|cpu|cuda] [BACKEND=local|ray] [ADDRESS=…] | make test
+# make setup [setup-ray] | make report [PROFILE=smoke|quick|full] [DEVICE=auto|cpu|cuda] [BACKEND=local|ray] [ADDRESS=…] [JOBS=n] | make test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,6 +6,7 @@ PROFILE ?=
 DEVICE ?= auto
 BACKEND ?= local
 ADDRESS ?=
+JOBS ?=
 KERNEL_SPEC := $(VENV)/share/jupyter/kernels/hw1/kernel.json
 
 .PHONY: setup setup-ray data pdf-browser report test clean-results
@@ -44,7 +45,7 @@ pdf-browser:
 
 report: $(VENV)/.installed $(KERNEL_SPEC)
 	$(BIN)/python -m hw1lib report $(if $(PROFILE),--profile $(PROFILE)) --device $(DEVICE) \
-	  --backend $(BACKEND) $(if $(ADDRESS),--address $(ADDRESS))
+	  --backend $(BACKEND) $(if $(ADDRESS),--address $(ADDRESS)) $(if $(JOBS),--jobs $(JOBS))
 
 test: $(VENV)/.installed $(KERNEL_SPEC)
 	$(BIN)/python -m pytest

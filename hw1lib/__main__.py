@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke | quick | full (default: full with a GPU, quick without)")
     report.add_argument("--sections", nargs="*", default=None, help="e.g. 1.1 1.2 (default: all)")
     report.add_argument("--no-pdf", action="store_true", help="render the HTML only")
+    report.add_argument("--jobs", type=int, default=None,
+                        help="notebooks executed at a time (default: all with a GPU, 1 without)")
     common(report)
 
     args = parser.parse_args(argv)
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.address and args.backend != "ray":
                 raise Hw1Error("--address applies to --backend ray")
             build_report(args.profile, args.device, args.seed, args.sections, args.force,
-                         pdf=not args.no_pdf, backend=args.backend, address=args.address)
+                         pdf=not args.no_pdf, backend=args.backend, address=args.address,
+                         jobs=args.jobs)
     except Hw1Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import html
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import metadata
 from pathlib import Path
 
@@ -77,6 +79,50 @@ def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
         raise Hw1Error(f"notebook {notebook.name} could not run: {type(exc).__name__}: {exc} "
                        f"(is the Jupyter kernel '{KERNEL}' registered? run `make setup`)") from None
     return time.perf_counter() - start
+
+
+def _share_cores(threads: int) -> None:
+    """In a worker process of execute_notebooks: its kernels get `threads` CPU threads each."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: int = 1,
+                      label: str = "") -> dict[str, float]:
+    """Run each (notebook, executed copy) of `pairs`, `jobs` at a time; returns {notebook stem:
+    wall seconds}. With jobs > 1 each runs in a process of its own (so its kernel has its own
+    GPU context and its share of the CPU cores), which pays where runs are launch-bound: a GPU
+    then waits on one process's Python while another's kernels run. A notebook that fails does
+    not stop the others (their stored runs serve the next call); once all have finished, one
+    error names every failure."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise Hw1Error(f"jobs must be a whole number ≥ 1, got {jobs!r}")
+    timings: dict[str, float] = {}
+    if jobs == 1:
+        for nb, target in pairs:
+            print(f"report: executing {nb.name}{label} …", flush=True)
+            timings[nb.stem] = execute_notebook(nb, target, parameters)
+            print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
+        return timings
+    threads = max(1, (os.cpu_count() or 1) // min(jobs, len(pairs)))
+    failures = {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_share_cores, initargs=(threads,)) as pool:
+        futures = {}
+        for nb, target in pairs:
+            print(f"report: executing {nb.name}{label}, {jobs} notebooks at a time …", flush=True)
+            futures[pool.submit(execute_notebook, nb, target, parameters)] = nb
+        for future in as_completed(futures):
+            nb = futures[future]
+            try:
+                timings[nb.stem] = future.result()
+                print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
+            except Hw1Error as exc:
+                failures[nb.name] = str(exc)
+                print(f"report: {nb.name} failed", flush=True)
+    if failures:
+        raise Hw1Error("; ".join(failures[nb.name] for nb, _ in pairs if nb.name in failures))
+    return {nb.stem: timings[nb.stem] for nb, _ in pairs}
 
 
 # $$display$$ or $inline$; as in pandoc, an inline formula neither starts nor ends with a space and
@@ -159,7 +205,9 @@ def stored_under(profile: str) -> str:
 
 
 def front_page(profile: str, device_text: str, seed: int, timings: dict[str, float],
-               verdict_table: str = "", experiment_table: str = "") -> str:
+               verdict_table: str = "", experiment_table: str = "",
+               together: tuple[int, float] | None = None) -> str:
+    """together = (jobs, seconds): the notebooks ran `jobs` at a time, in `seconds` of wall time."""
     versions = {"python": platform.python_version()}
     for name in VERSIONED:
         try:
@@ -167,6 +215,9 @@ def front_page(profile: str, device_text: str, seed: int, timings: dict[str, flo
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     rows = "\n".join(f"| {name} | {seconds:,.0f} s |" for name, seconds in timings.items())
+    if together and together[0] > 1:
+        rows += (f"\n| **all**, {together[0]} notebooks at a time (wall time) | "
+                 f"**{together[1]:,.0f} s** |")
     return f"""# HW1 report: deep vs shallow, optimization, generalization
 
 | | |
@@ -283,8 +334,11 @@ def write_report_files(page: str, html_path: Path, pdf: bool = True) -> Path | N
 def build_report(profile: str | None = None, device: str = "auto", seed: int = 0,
                  sections: list[str] | None = None, force: bool = False,
                  out_dir: Path = REPORT_DIR, pdf: bool = True, backend: str | None = None,
-                 address: str | None = None) -> dict:
+                 address: str | None = None, jobs: int | None = None) -> dict:
     """Execute the section notebooks and render out_dir/hw1-report-<profile>.html (and .pdf).
+
+    jobs: notebooks executed at a time (default: all of them where the runs go to a GPU, one on a
+    CPU, where they would only share the same cores).
 
     backend "ray": the notebooks' experiments run their groups of runs as Ray tasks, on the cluster
     at `address` or on one local Ray instance started here for the whole report."""
@@ -310,19 +364,18 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
             device_text = f"{device_type}, on the Ray cluster at {where}"
         else:
             os.environ["HW1_BACKEND"] = "local"
-            device_text = device_description(resolve_device(device))  # a clear error first
+            resolved = resolve_device(device)  # a clear error first
+            device_type, device_text = resolved.type, device_description(resolved)
+        jobs = jobs if jobs is not None else (len(notebooks) if device_type == "cuda" else 1)
         from .experiments.core import default_profile
 
         profile = check_profile(profile or default_profile(device, backend, address))
         params = {"profile": profile, "device": device, "seed": seed, "force": force}
-        timings, executed = {}, []
-        for nb in notebooks:
-            target = out_dir / "executed" / profile / nb.name
-            print(f"report: executing {nb.name} (profile {profile}, device {device}, backend "
-                  f"{backend}) …", flush=True)
-            timings[nb.stem] = execute_notebook(nb, target, params)
-            print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
-            executed.append(target)
+        executed = [out_dir / "executed" / profile / nb.name for nb in notebooks]
+        start = time.perf_counter()
+        timings = execute_notebooks(list(zip(notebooks, executed)), params, jobs,
+                                    f" (profile {profile}, device {device}, backend {backend})")
+        wall = time.perf_counter() - start
     finally:  # leave the process as it was: no Ray instance of ours, no backend in the environment
         if ray is not None and started_ray:
             ray.shutdown()
@@ -337,7 +390,8 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     chosen = [e.id for e in in_order if not sections or e.section in sections]
     table = markdown_table(verdicts(profile, seed, chosen))
     page = render_html(executed, front_page(profile, device_text, seed, timings, table,
-                                            experiment_times(profile, chosen)))
+                                            experiment_times(profile, chosen),
+                                            (min(jobs, len(notebooks)), wall)))
     html_path = report_path(out_dir, profile)
     pdf_path = write_report_files(page, html_path, pdf)
     return {"html": html_path, "pdf": pdf_path, "timings": timings, "profile": profile}

@@ -1,5 +1,6 @@
 """The pipeline end to end: every notebook through papermill on the smoke profile, one HTML report."""
 import json
+import os
 import re
 
 import nbformat
@@ -82,10 +83,56 @@ def test_a_failing_notebook_names_itself_and_the_cell_and_keeps_the_copy(tmp_pat
     assert executed.exists()
 
 
+def small_notebook(path, *sources):
+    nb = nbformat.v4.new_notebook(metadata={
+        "kernelspec": {"name": "hw1", "display_name": "hw1", "language": "python"},
+        "language_info": {"name": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_notebooks_run_at_the_same_time_share_the_cores_and_a_failure_waits_for_the_rest(tmp_path):
+    # each notebook notes when it ran and how many threads its kernel was given; the broken one
+    # fails at once, the others run to their end, then one error names it
+    def recording(name):
+        return small_notebook(tmp_path / f"{name}.ipynb", (
+            "import json, os, pathlib, time\n"
+            "start = time.time()\n"
+            "time.sleep(3)\n"
+            f"pathlib.Path(LOG, {name!r}).write_text(json.dumps("
+            "[start, time.time(), os.environ.get('OMP_NUM_THREADS')]))"))
+    log = tmp_path / "log"
+    log.mkdir()
+    pairs = [(recording(name), tmp_path / "out" / f"{name}.ipynb") for name in ("a", "b")]
+    broken = small_notebook(tmp_path / "broken.ipynb", "raise ValueError('boom')")
+    with pytest.raises(Hw1Error, match=r"notebook broken.ipynb failed in cell \d+ \(ValueError: boom\)"):
+        report.execute_notebooks([pairs[0], (broken, tmp_path / "out" / "broken.ipynb"), pairs[1]],
+                                 {"LOG": str(log)}, jobs=3)
+    assert all(target.exists() for _, target in pairs)  # the others ran to their end
+
+    timings = report.execute_notebooks(pairs, {"LOG": str(log)}, jobs=2)
+    assert list(timings) == ["a", "b"] and all(t >= 3 for t in timings.values())
+    (a_start, a_end, a_threads), (b_start, b_end, b_threads) = (
+        json.loads((log / name).read_text()) for name in ("a", "b"))
+    assert a_start < b_end and b_start < a_end  # at the same time
+    assert a_threads == b_threads == str(max(1, os.cpu_count() // 2))
+
+
+def test_jobs_must_be_a_positive_whole_number(tmp_path):
+    for jobs in (0, -1, 1.5, True):
+        with pytest.raises(Hw1Error, match="jobs must be a whole number"):
+            report.execute_notebooks([], {}, jobs=jobs)
+
+
 def test_smoke_report_end_to_end(tmp_path, results_dir):
-    out = report.build_report("smoke", device="cpu", out_dir=tmp_path / "report")
+    # the three notebooks at a time, as on a GPU (on this CPU the default is one at a time)
+    out = report.build_report("smoke", device="cpu", out_dir=tmp_path / "report", jobs=3)
     assert out["html"] == tmp_path / "report" / "hw1-report-smoke.html"
     page = out["html"].read_text()
+    assert re.search(r"all</strong>, 3 notebooks at a time \(wall time\)</td>\s*<td>"
+                     r"<strong>[\d,]+ s</strong>", page)
+    assert list(out["timings"]) == [nb.stem for nb in report.select_notebooks()]
     notebooks = report.select_notebooks()
     assert notebooks, "no notebooks were rendered"
     for nb in notebooks:
