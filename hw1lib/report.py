@@ -98,13 +98,14 @@ def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: in
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise Hw1Error(f"jobs must be a whole number ≥ 1, got {jobs!r}")
     timings: dict[str, float] = {}
-    if jobs == 1:
+    if jobs == 1 or len(pairs) < 2:
         for nb, target in pairs:
             print(f"report: executing {nb.name}{label} …", flush=True)
             timings[nb.stem] = execute_notebook(nb, target, parameters)
             print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
         return timings
-    threads = max(1, (os.cpu_count() or 1) // min(jobs, len(pairs)))
+    jobs = min(jobs, len(pairs))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     failures = {}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_share_cores, initargs=(threads,)) as pool:
