@@ -238,6 +238,8 @@ def _capture(body: Callable[[], dict], warm_up: Callable[[], None],
     finally:  # a failed warm-up's kernels must be done before anything restores the state
         outer.wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
+    if generators and not hasattr(graph, "register_generator_state"):  # torch < 2.4
+        raise RuntimeError("this torch cannot draw random numbers from own generators in a graph")
     for generator in generators:
         graph.register_generator_state(generator)
     try:
@@ -293,8 +295,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     measurement at its end, then the next step); otherwise one per step (the batch gathered from its
     rows, the members' dropout masks drawn from their own generators, forward, backward, update),
     for each batch size, with the measurements eager. Not with callbacks; graphs are captured again
-    when members stop; anything else (a CPU, a failed capture, with a warning) trains eagerly. Adam then keeps its step count on the GPU (`capturable=True`) and computes its
-    update in another order: results agree with eager training to float rounding, not bit for bit.
+    when members stop; anything else (a CPU, a failed capture, with a warning) trains eagerly.
+    Adam then keeps its step count on the GPU (`capturable=True`) and computes its update in
+    another order: results agree with eager training to float rounding, not bit for bit.
     """
     if task not in TASKS:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
@@ -475,7 +478,13 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         try:
             return _capture(body, warm_up, dropout_generators if ens.dropouts else ())
         except RuntimeError as error:
-            restore_state(saved)
+            # Before torch 2.13 a capture that CUDA aborted leaves the generators registered with
+            # it unable to draw again: the members go on with fresh ones, at the saved states.
+            tensors, generator_states = saved
+            for i, (_, value) in enumerate(generator_states):
+                dropout_generators[i] = torch.Generator(device=dev)
+                dropout_generators[i].set_state(value)
+            restore_state((tensors, []))
             warnings.warn(f"{desc}: CUDA graph capture failed, training eagerly ({error})")
             return None
 
@@ -499,12 +508,13 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         copied into its rows (members, batch) beforehand, or on all samples (rows None)."""
         static_rows = None if rows is None else rows.clone()
         width = n if rows is None else rows.shape[1]
+        per_member = rows is not None or not shared
+        del rows  # the graph holds its own copy
 
         def body() -> dict:
             state.optimizer.zero_grad(set_to_none=True)
             xb, yb = data(static_rows)
-            objective(xb, yb, draw_noise(width),
-                      per_member_batch=rows is not None or not shared).sum().backward()
+            objective(xb, yb, draw_noise(width), per_member_batch=per_member).sum().backward()
             state.optimizer.step()
             return {}
         replay = try_capture(body)
@@ -555,8 +565,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         return done
 
     # Without dropout, the training-mode forward pass over the whole set is the measurement: full
-    # batch then measures an epoch's end and builds the next step's graph at once, as train() does.
-    reuse_measurement = full_batch and not ens.dropouts
+    # batch then measures an epoch's end and builds the next step's graph at once, as train() does
+    # (not where a step graph takes the step: it runs its own forward pass).
+    reuse_measurement = full_batch and not ens.dropouts and not graphed_steps
     measured = None
     replay = None
     stepped_ahead = False  # this epoch's step was taken by the last graph replay

@@ -375,6 +375,71 @@ def test_a_failed_capture_trains_eagerly_from_where_it_was(fails, monkeypatch):
     assert_same_runs(eager.members, fallback.members, 0.0)  # the same eager steps
 
 
+def test_a_failed_capture_with_dropout_goes_on_with_fresh_generators(monkeypatch):
+    # Before torch 2.13, a capture that CUDA aborts leaves the generators registered with it
+    # unable to draw again; the members go on with fresh generators at the saved states.
+    from hw1lib import ensemble
+    x, y = classification_problem(n=100, dtype=torch.float64)
+    settings = dict(task="classification", epochs=3, lr=3e-3, batch_size=32, dtype=torch.float64)
+    eager = train_ensemble(SMALL_CNN, [0, 1], x, y, **settings)
+    aborted = []
+
+    def aborting(body, warm_up, generators=()):
+        warm_up()
+        body()  # the capture drew masks before it was aborted
+        aborted.extend((g, g.get_state()) for g in generators)
+        raise RuntimeError("operation not permitted when stream is capturing")
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", aborting)
+    with pytest.warns(UserWarning, match="CUDA graph capture failed, training eagerly"):
+        fallback = train_ensemble(SMALL_CNN, [0, 1], x, y, cuda_graph=True, **settings)
+    assert len(aborted) == 2  # one generator per member
+    assert all(torch.equal(g.get_state(), state) for g, state in aborted)  # never drawn from again
+    assert_same_runs(eager.members, fallback.members, 0.0)
+
+
+ABORTED_CAPTURE = """
+import warnings
+import torch
+from hw1lib import ensemble
+from hw1lib.ensemble import train_ensemble
+g = torch.Generator().manual_seed(0)
+y = torch.randint(0, 2, (100,), generator=g).cuda()
+x = (0.5 * torch.randn(100, 1, 28, 28, generator=g, dtype=torch.float64)).cuda()
+spec = {"kind": "cnn", "channels": [4, 8], "dense_widths": [16], "dropout": 0.25}
+settings = dict(task="classification", epochs=3, lr=3e-3, batch_size=32, dtype=torch.float64)
+eager = train_ensemble(spec, [0, 1], x, y, **settings)
+real = ensemble._capture
+
+def aborting(body, warm_up, generators=()):
+    def syncing():
+        out = body()
+        torch.zeros(1, device="cuda").item()  # a host sync inside the capture: CUDA aborts it
+        return out
+    return real(syncing, warm_up, generators)
+ensemble._capture = aborting
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    fallback = train_ensemble(spec, [0, 1], x, y, cuda_graph=True, **settings)
+assert any("capture failed" in str(w.message) for w in caught), [str(w.message) for w in caught]
+for a, b in zip(eager.members, fallback.members):
+    assert a["history"]["epoch"] == b["history"]["epoch"] == [1, 2, 3]
+    for k in a["state_dict"]:
+        assert (a["state_dict"][k] - b["state_dict"][k]).abs().max().item() < 1e-9, k
+"""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_an_aborted_cuda_capture_with_dropout_trains_on_eagerly_on_a_gpu():
+    # A real capture that CUDA aborts; in a process of its own, since before torch 2.13 it also
+    # leaves the default CUDA generator unable to draw.
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", ABORTED_CAPTURE], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def capture_spy(real_capture, captures: list, replays: list):
     """The real capture, counted, with its replays; a graph's first replay checks that the
     tensors its body reads are still alive (a graph holds only their addresses)."""
