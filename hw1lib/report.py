@@ -10,15 +10,16 @@ import datetime
 import html
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import metadata
 from pathlib import Path
 
@@ -81,22 +82,47 @@ def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
     return time.perf_counter() - start
 
 
-def _share_cores(threads: int) -> None:
-    """In a worker process of execute_notebooks: its kernels get `threads` CPU threads each."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
+def check_jobs(jobs) -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise Hw1Error(f"jobs must be a whole number ≥ 1, got {jobs!r}")
+    return jobs
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _execute_in_child(conn, notebook: Path, executed: Path, parameters: dict, threads: int) -> None:
+    """execute_notebook in a process of its own; sends ("ok", seconds) or ("error", message)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops every child
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the kernel's share of the cores,
+        os.environ.setdefault(name, str(threads))      # unless the user set one
+    try:
+        conn.send(("ok", execute_notebook(notebook, executed, parameters)))
+    except Hw1Error as exc:
+        conn.send(("error", str(exc)))
+    except BaseException as exc:
+        conn.send(("error", f"notebook {notebook.name} could not run: {type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
 
 
 def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: int = 1,
                       label: str = "") -> dict[str, float]:
     """Run each (notebook, executed copy) of `pairs`, `jobs` at a time; returns {notebook stem:
-    wall seconds}. With jobs > 1 each runs in a process of its own (so its kernel has its own
-    GPU context and its share of the CPU cores), which pays where runs are launch-bound: a GPU
-    then waits on one process's Python while another's kernels run. A notebook that fails does
-    not stop the others (their stored runs serve the next call); once all have finished, one
-    error names every failure."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise Hw1Error(f"jobs must be a whole number ≥ 1, got {jobs!r}")
+    wall seconds}, in the order of `pairs`.
+
+    With jobs > 1 each notebook runs in a process of its own (so its kernel has its own GPU context
+    and its share of the CPU cores), which pays where runs are launch-bound: a GPU then waits on one
+    process's Python while another's kernels run. A notebook that fails, or whose process dies, does
+    not stop the others (their stored runs serve the next call); once all have finished, one error
+    names every failure. An interrupt (Ctrl-C) stops them all at once, and no waiting notebook
+    starts. The processes are spawned, so a script that calls this with jobs > 1 needs the usual
+    `if __name__ == "__main__":` guard."""
+    check_jobs(jobs)
     timings: dict[str, float] = {}
     if jobs == 1 or len(pairs) < 2:
         for nb, target in pairs:
@@ -105,22 +131,43 @@ def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: in
             print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
         return timings
     jobs = min(jobs, len(pairs))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    failures = {}
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_share_cores, initargs=(threads,)) as pool:
-        futures = {}
-        for nb, target in pairs:
-            print(f"report: executing {nb.name}{label}, {jobs} notebooks at a time …", flush=True)
-            futures[pool.submit(execute_notebook, nb, target, parameters)] = nb
-        for future in as_completed(futures):
-            nb = futures[future]
-            try:
-                timings[nb.stem] = future.result()
-                print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
-            except Hw1Error as exc:
-                failures[nb.name] = str(exc)
-                print(f"report: {nb.name} failed", flush=True)
+    threads = max(1, _usable_cores() // jobs)
+    context = multiprocessing.get_context("spawn")
+    waiting, running, failures = list(pairs), {}, {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                nb, target = waiting.pop(0)
+                receive, send = context.Pipe(duplex=False)
+                child = context.Process(target=_execute_in_child, name=f"hw1 {nb.name}",
+                                        args=(send, nb, target, parameters, threads))
+                child.start()
+                send.close()
+                running[child.sentinel] = (nb, child, receive)
+                print(f"report: executing {nb.name}{label}, {len(running)} of {jobs} at a time …",
+                      flush=True)
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                nb, child, receive = running.pop(sentinel)
+                try:
+                    outcome = receive.recv()
+                except EOFError:  # it died before it could say
+                    outcome = None
+                child.join()
+                if outcome is None:
+                    outcome = ("error", f"notebook {nb.name}: its process died "
+                                        f"(exit code {child.exitcode})")
+                if outcome[0] == "ok":
+                    timings[nb.stem] = outcome[1]
+                    print(f"report: {nb.name} done in {outcome[1]:.0f} s", flush=True)
+                else:
+                    failures[nb.name] = outcome[1]
+                    print(f"report: {nb.name} failed", flush=True)
+    except BaseException:  # an interrupt: stop the others (their kernels follow their parent)
+        for _, child, _ in running.values():
+            child.terminate()
+        for _, child, _ in running.values():
+            child.join()
+        raise
     if failures:
         raise Hw1Error("; ".join(failures[nb.name] for nb, _ in pairs if nb.name in failures))
     return {nb.stem: timings[nb.stem] for nb, _ in pairs}
@@ -346,6 +393,8 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     backend = backend or os.environ.get("HW1_BACKEND") or "local"
     if backend not in ("local", "ray"):
         raise Hw1Error(f"unknown backend {backend!r}; valid: local, ray")
+    if jobs is not None:
+        check_jobs(jobs)
     notebooks = select_notebooks(sections)
     out_dir = Path(out_dir)
     # Progress bars are for interactive use; in executed notebooks they would be noise.

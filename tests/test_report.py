@@ -92,31 +92,96 @@ def small_notebook(path, *sources):
     return path
 
 
+def recording_notebook(folder, name, seconds=3):
+    """A notebook that notes its kernel's pid when it starts, then after `seconds` when it ran
+    and how many threads its kernel was given (LOG: a folder, passed as a parameter)."""
+    return small_notebook(folder / f"{name}.ipynb", (
+        "import json, os, pathlib, time\n"
+        "start = time.time()\n"
+        f"pathlib.Path(LOG, {name + '.pid'!r}).write_text(str(os.getpid()))\n"
+        f"time.sleep({seconds})\n"
+        f"pathlib.Path(LOG, {name!r}).write_text(json.dumps("
+        "[start, time.time(), os.environ.get('OMP_NUM_THREADS')]))"))
+
+
 def test_notebooks_run_at_the_same_time_share_the_cores_and_a_failure_waits_for_the_rest(tmp_path):
-    # each notebook notes when it ran and how many threads its kernel was given; the broken one
-    # fails at once, the others run to their end, then one error names it
-    def recording(name):
-        return small_notebook(tmp_path / f"{name}.ipynb", (
-            "import json, os, pathlib, time\n"
-            "start = time.time()\n"
-            "time.sleep(3)\n"
-            f"pathlib.Path(LOG, {name!r}).write_text(json.dumps("
-            "[start, time.time(), os.environ.get('OMP_NUM_THREADS')]))"))
+    # Three at a time: a notebook that fails, one whose process dies and one that runs, then,
+    # in the freed place, another. Both that run get to their end; one error names both failures.
     log = tmp_path / "log"
     log.mkdir()
-    pairs = [(recording(name), tmp_path / "out" / f"{name}.ipynb") for name in ("a", "b")]
+    out = tmp_path / "out"
+    pairs = [(recording_notebook(tmp_path, name), out / f"{name}.ipynb") for name in ("a", "b")]
     broken = small_notebook(tmp_path / "broken.ipynb", "raise ValueError('boom')")
-    with pytest.raises(Hw1Error, match=r"notebook broken.ipynb failed in cell \d+ \(ValueError: boom\)"):
-        report.execute_notebooks([pairs[0], (broken, tmp_path / "out" / "broken.ipynb"), pairs[1]],
-                                 {"LOG": str(log)}, jobs=3)
-    assert all(target.exists() for _, target in pairs)  # the others ran to their end
+    dying = small_notebook(tmp_path / "dying.ipynb", "import os, signal\n"
+                                                     "os.kill(os.getppid(), signal.SIGKILL)")
+    with pytest.raises(Hw1Error) as failed:
+        report.execute_notebooks([pairs[0], (broken, out / "broken.ipynb"),
+                                  (dying, out / "dying.ipynb"), pairs[1]], {"LOG": str(log)}, jobs=3)
+    assert re.fullmatch(r"notebook broken.ipynb failed in cell \d+ \(ValueError: boom\); executed "
+                        r"copy kept at .*broken.ipynb; notebook dying.ipynb: its process died "
+                        r"\(exit code -9\)", str(failed.value))
+    assert (log / "a").exists() and (log / "b").exists()  # both ran to their end
 
+    for name in ("a", "b"):
+        (log / name).unlink()
     timings = report.execute_notebooks(pairs, {"LOG": str(log)}, jobs=2)
     assert list(timings) == ["a", "b"] and all(t >= 3 for t in timings.values())
     (a_start, a_end, a_threads), (b_start, b_end, b_threads) = (
         json.loads((log / name).read_text()) for name in ("a", "b"))
     assert a_start < b_end and b_start < a_end  # at the same time
-    assert a_threads == b_threads == str(max(1, os.cpu_count() // 2))
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert a_threads == b_threads == os.environ.get("OMP_NUM_THREADS", share)
+
+
+INTERRUPTED = """
+import sys
+from pathlib import Path
+from hw1lib import report
+if __name__ == "__main__":
+    folder = Path(sys.argv[1])
+    pairs = [(folder / f"{name}.ipynb", folder / "out" / f"{name}.ipynb") for name in "abc"]
+    report.execute_notebooks(pairs, {"LOG": str(folder / "log")}, jobs=2)
+"""
+
+
+def test_an_interrupt_stops_every_notebook_and_starts_no_other(tmp_path):
+    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while two of three
+    # notebooks run: the call ends at once, their kernels end, the third never starts.
+    import signal
+    import subprocess
+    import sys
+    import time
+    log = tmp_path / "log"
+    log.mkdir()
+    for name in "abc":
+        recording_notebook(tmp_path, name, seconds=60)
+    call = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(tmp_path)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    kernels = []
+    try:
+        deadline = time.time() + 60
+        while len(kernels) < 2 and time.time() < deadline:
+            kernels = [int(p.read_text()) for p in log.glob("*.pid") if p.read_text()]
+            time.sleep(0.2)
+        assert len(kernels) == 2, call.communicate(timeout=5)[0] if call.poll() is not None else ""
+        interrupted = time.time()
+        os.killpg(call.pid, signal.SIGINT)
+        output = call.communicate(timeout=20)[0]
+        assert call.returncode != 0 and "KeyboardInterrupt" in output
+        assert time.time() - interrupted < 15, output
+        time.sleep(2)  # a kernel ends within a second of its parent
+        for pid in kernels:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert sorted(p.name for p in log.iterdir()) == ["a.pid", "b.pid"]  # c never started
+    finally:
+        if call.poll() is None:
+            os.killpg(call.pid, signal.SIGKILL)
+        for pid in kernels:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_jobs_must_be_a_positive_whole_number(tmp_path):
