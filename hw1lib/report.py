@@ -152,6 +152,7 @@ def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: in
                     outcome = receive.recv()
                 except EOFError:  # it died before it could say
                     outcome = None
+                receive.close()
                 child.join()
                 if outcome is None:
                     outcome = ("error", f"notebook {nb.name}: its process died "
