@@ -170,7 +170,7 @@ def case_mnist_epoch(device, args):
                                  lr=1e-3, seed=0, batch_size=128)
         return lambda: train_ensemble(spec, members or [0], data.train_x, data.train_y,
                                       task="classification", epochs=1, lr=1e-3, batch_size=128,
-                                      cuda_graph=True)  # a graph per step where there is no dropout
+                                      cuda_graph=True)  # a graph per step, dropout masks included
 
     for name, spec, members in (("MLP 784-500-50-10", MLP, None), ("1.1b CNN (5 dense)", cnn, None),
                                 (f"1.1b CNN, {len(seeds)} seeds", cnn, seeds)):

@@ -343,7 +343,7 @@ def test_graphed_classification_with_a_test_set_equals_eager(monkeypatch):
     from hw1lib import ensemble
     x, y = classification_problem(n=96)
     x = x.flatten(1)
-    net = {"kind": "mlp", "widths": [784, 16, 10], "activation": "relu"}  # no dropout: graphed
+    net = {"kind": "mlp", "widths": [784, 16, 10], "activation": "relu"}
     settings = dict(task="classification", epochs=6, lr=0.01, test=(x[:32], y[:32]), sync_every=4)
     eager = train_ensemble(net, [0, 1], x, y, **settings)
     monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
