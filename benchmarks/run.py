@@ -43,6 +43,7 @@ from hw1lib.data import data_dir, load_mnist, target_function
 from hw1lib.ensemble import Ensemble, train_ensemble
 from hw1lib.models import build_model
 from hw1lib.profiles import settings
+from hw1lib.results import write_json_atomic
 from hw1lib.sharpness import input_sensitivity
 from hw1lib.train import device_description, resolve_device, train
 
@@ -230,12 +231,6 @@ BUILDERS = {"ensemble": case_ensemble, "mnist-epoch": case_mnist_epoch,
             "function-fit": case_function_fit, "analysis": case_analysis}
 
 
-def write_atomically(path: Path, report: dict):
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    tmp.replace(path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -272,7 +267,7 @@ def main(argv=None):
             print(f"{group:13s} {name:36s} baseline {t_base['median']:8.3f} s   "
                   f"hw1lib {t_ours['median']:8.3f} s   ratio {ratio:6.1f}×", flush=True)
             # written after every row, so that a run stopped part way keeps what it measured
-            write_atomically(output, {
+            write_json_atomic(output, {
                 "device": device_description(device), "torch": torch.__version__,
                 "python": platform.python_version(), "machine": platform.machine(),
                 "cpu_count": os.cpu_count(), "repeats": args.repeats, "cases": old_rows + rows,
