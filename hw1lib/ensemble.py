@@ -164,6 +164,26 @@ def evaluate_members(forward: Callable, params: dict, x: torch.Tensor, y: torch.
     return result
 
 
+def gradient_norms(forward: Callable, params: dict, x: torch.Tensor, y: torch.Tensor, task: str,
+                   shared_data: bool = True, batch_size: int = 10_000) -> torch.Tensor:
+    """Every member's ‖∇θ L‖₂ of its mean task loss over all of x, without dropout: (members,),
+    float64, on the device. The gradient is summed over chunks of `batch_size` samples."""
+    n = x.shape[0] if shared_data else x.shape[1]
+    grads = None
+    for i in range(0, n, batch_size):
+        xb = x[i:i + batch_size] if shared_data else x[:, i:i + batch_size]
+        yb = y[i:i + batch_size] if shared_data else y[:, i:i + batch_size]
+        loss = member_losses(task, forward(params, xb), yb, shared_data, reduction="sum") / n
+        chunk = torch.autograd.grad(loss.sum(), list(params.values()))
+        grads = chunk if grads is None else [g + c for g, c in zip(grads, chunk)]
+    return _norms(grads)
+
+
+def _norms(grads) -> torch.Tensor:
+    """Each member's 2-norm over all of its gradients, (members,), float64."""
+    return torch.sqrt(sum(g.detach().double().flatten(1).pow(2).sum(1) for g in grads))
+
+
 @dataclass
 class EnsembleState:
     """What ensemble callbacks see. `active` lists the members (indices into the ensemble's seeds)
@@ -274,7 +294,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                    callbacks: Sequence[EnsembleCallback] = (), desc: str = "ensemble",
                    device: str | torch.device | None = None,
                    dtype: torch.dtype = torch.float32, eval_every: int = 1,
-                   sync_every: int | None = None, cuda_graph: bool = False) -> EnsembleResult:
+                   sync_every: int | None = None, cuda_graph: bool = False,
+                   record_grad_norm: bool = False, objective: EnsembleObjective | None = None,
+                   init: dict | None = None) -> EnsembleResult:
     """Train one member per seed, batched; each member as `train.train(spec, ..., seed=s)` would.
 
     train_x / train_y are tensors shared by every member, or sequences of one tensor per member
@@ -282,6 +304,14 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     the whole training (and test) set, without dropout, in float64. With eval_every = k > 1 they
     are measured after every k-th epoch and the last one only (the history's "epoch" says which);
     training itself is unchanged. A loss threshold needs every epoch measured.
+
+    record_grad_norm=True adds "train_grad_norm" to the histories: each member's ‖∇θ L‖₂ of the task
+    loss over the whole training set at the measured weights, without dropout (in full-batch
+    training the gradient of the next step, taken from that step's own backward pass).
+    `objective` replaces the task loss as what the steps minimize (an EnsembleObjective, e.g.
+    curvature.gradient_norm_squared); the metrics stay those of the task loss. `init` gives the
+    members' starting weights {name: (members, *shape)} (e.g. another run's `params`) instead of
+    their seeds' initialization; the seeds still order the batches and draw the dropout masks.
 
     sync_every = k: the metrics stay on the device and are copied to the host once every k measured
     epochs, so that a GPU never waits for the host in between (default: 100 on a GPU, 1 on the CPU,
@@ -317,6 +347,13 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     ens = Ensemble(spec, seeds, device if device is not None else
                    (train_x if isinstance(train_x, torch.Tensor) else train_x[0]).device, dtype)
     members = len(ens)
+    if init is not None:
+        shapes = {k: tuple(v.shape) for k, v in ens.params.items()}
+        given = {k: tuple(v.shape) for k, v in init.items()} if isinstance(init, dict) else None
+        if given != shapes:
+            raise Hw1Error(f"init must map the parameters to (members, *shape) tensors {shapes}, "
+                           f"got {given if given is not None else type(init).__name__}")
+        ens.params = {k: init[k].detach().to(ens.device, dtype).clone() for k in shapes}
     x_all, shared_x = _as_member_data(train_x, members, "train_x")
     y_all, shared_y = _as_member_data(train_y, members, "train_y")
     if shared_x and not shared_y:
@@ -328,12 +365,15 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     full_batch = batch_size is None or batch_size >= n
     classification = task == "classification"
     keys = ["epoch", "train_loss"] + (["train_accuracy"] if classification else [])
+    if record_grad_norm:
+        keys.append("train_grad_norm")
     if test is not None:
         keys += ["test_loss"] + (["test_accuracy"] if classification else [])
 
     dev = x_all.device
     graphable = cuda_graph and not callbacks and _graphs_possible(dev)
-    graphed = graphable and full_batch and eval_every == 1 and not ens.dropouts  # one per epoch
+    graphed = (graphable and full_batch and eval_every == 1 and not ens.dropouts  # one per epoch
+               and objective is None)
     graphed_steps = graphable and not graphed  # one graph per step
     # for the whole run, even if a capture fails; only where graphs apply, as it costs kernels
     capturable = (graphed or graphed_steps) and dev.type == "cuda"
@@ -344,7 +384,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     params = {k: v.clone().requires_grad_() for k, v in ens.params.items()}
     state = EnsembleState(ens, params, make(list(params.values())), [{k: [] for k in keys}
                                                                      for _ in seeds],
-                          active=list(range(members)))
+                          active=list(range(members)), objective=objective)
     forward = ens.forward_fn(shared)
     forward_each = ens.forward_fn(False)
     test_forward = ens.forward_fn(True)
@@ -398,15 +438,21 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         pick = active_index.unsqueeze(1)
         return x_all[pick, rows], y_all[pick, rows]
 
-    def objective(xb, yb, noise, per_member_batch: bool):
+    def step_losses(xb, yb, noise, per_member_batch: bool):
+        """The active members' objective on a batch: the task loss, or state.objective."""
         f = forward_each if per_member_batch else forward
         if state.objective is not None:
             return state.objective(lambda p, x: f(p, x, noise), state.params, xb, yb)
         return member_losses(task, f(state.params, xb, noise), yb, shared_target=not per_member_batch)
 
-    def step(loss):
+    def step(loss, grads=None):
+        """One update from loss (members,), or from its gradients `grads` when already computed."""
         state.optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()  # member i's term depends on member i's weights only
+        if grads is None:
+            loss.sum().backward()  # member i's term depends on member i's weights only
+        else:
+            for p, g in zip(state.params.values(), grads):
+                p.grad = g
         state.optimizer.step()
         state.step += 1
         state.loss = loss.detach()
@@ -499,6 +545,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             if track:
                 remember_stops(metrics["train_loss"])
             member_losses(task, output, yb, shared).sum().backward()
+            if record_grad_norm:
+                metrics["train_grad_norm"] = _norms(p.grad for p in state.params.values())
             state.optimizer.step()
             return metrics
         return try_capture(body)
@@ -514,7 +562,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         def body() -> dict:
             state.optimizer.zero_grad(set_to_none=True)
             xb, yb = data(static_rows)
-            objective(xb, yb, draw_noise(width), per_member_batch=per_member).sum().backward()
+            step_losses(xb, yb, draw_noise(width), per_member_batch=per_member).sum().backward()
             state.optimizer.step()
             return {}
         replay = try_capture(body)
@@ -567,8 +615,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     # Without dropout, the training-mode forward pass over the whole set is the measurement: full
     # batch then measures an epoch's end and builds the next step's graph at once, as train() does
     # (not where a step graph takes the step: it runs its own forward pass).
-    reuse_measurement = full_batch and not ens.dropouts and not graphed_steps
-    measured = None
+    reuse_measurement = full_batch and not ens.dropouts and not graphed_steps and objective is None
+    measured = measured_grads = None
     replay = None
     stepped_ahead = False  # this epoch's step was taken by the last graph replay
     step_graphs: dict[int, tuple] = {}  # batch width → (replay, its rows or None)
@@ -582,10 +630,10 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             if graph_step(None):
                 pass
             elif measured is not None and state.objective is None:
-                step(measured)
+                step(measured, measured_grads)
             else:
                 xb, yb = data()
-                step(objective(xb, yb, draw_noise(n), per_member_batch=not shared))
+                step(step_losses(xb, yb, draw_noise(n), per_member_batch=not shared))
         else:
             orders = torch.stack([torch.randperm(n, device=dev, generator=order_generators[m])
                                   for m in state.active])
@@ -594,8 +642,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                 if graph_step(rows):
                     continue
                 xb, yb = data(rows)
-                step(objective(xb, yb, draw_noise(rows.shape[1]), per_member_batch=True))
-        measured = None
+                step(step_losses(xb, yb, draw_noise(rows.shape[1]), per_member_batch=True))
+        measured = measured_grads = None
         if epoch % eval_every and epoch != epochs:  # not measured this epoch
             for cb in callbacks:
                 cb.on_epoch_end(state)
@@ -614,9 +662,15 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
                 output = forward(state.params, xb)
                 measured = member_losses(task, output, yb, shared)
                 metrics = measure(output, yb)
+                if record_grad_norm:  # the next step's gradients, taken once
+                    measured_grads = torch.autograd.grad(measured.sum(), list(state.params.values()))
+                    metrics["train_grad_norm"] = _norms(measured_grads)
             else:
                 metrics = {f"train_{k}": v for k, v in evaluate_members(
                     forward, state.params, xb, yb, task, shared).items()}
+                if record_grad_norm:
+                    metrics["train_grad_norm"] = gradient_norms(forward, state.params, xb, yb, task,
+                                                                shared)
             metrics |= test_metrics()
             if track:
                 remember_stops(metrics["train_loss"])
@@ -641,7 +695,7 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             if track:
                 kept = {k: v[rows] for k, v in kept.items()}
                 reached = reached[rows]
-            measured = replay = None  # they belong to the old parameters
+            measured = measured_grads = replay = None  # they belong to the old parameters
             step_graphs.clear()
         if epoch % 50 == 0 or not full_batch:
             bar.set_postfix(training=len(state.active), refresh=False)

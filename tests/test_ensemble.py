@@ -14,7 +14,8 @@ import torch
 
 from hw1lib import Hw1Error
 from hw1lib.data import target_function
-from hw1lib.ensemble import (Ensemble, EnsembleCallback, evaluate_members, train_ensemble)
+from hw1lib.ensemble import (Ensemble, EnsembleCallback, evaluate_members, gradient_norms,
+                              train_ensemble)
 from hw1lib.train import TrainingDiverged
 from hw1lib.models import build_model
 from hw1lib.train import evaluate, train
@@ -543,3 +544,116 @@ def test_cuda_step_graphs_with_dropout_agree_with_eager_on_a_gpu(batch_size, mon
     steps = 4 * (1 if batch_size is None else 4)
     assert len(captures) == (1 if batch_size is None else 2) and len(replays) == steps - 1
     assert_same_runs(eager.members, graphed.members, 1e-9)
+
+
+def reference_gradient_norm(spec, seed, x, y, task, epochs, **settings) -> float:
+    """‖∇θ L‖ over all of (x, y) after `epochs` epochs of train.train(), by plain autograd."""
+    single = train(lambda: build_model(spec).double(), x, y, seed=seed, task=task, epochs=epochs,
+                   **settings)
+    net = single["model"].train()
+    for m in net.modules():  # no dropout in the measurement
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
+    out = net(x)
+    loss = ((out - y) ** 2).mean() if task == "regression" else torch.nn.functional.cross_entropy(out, y)
+    grads = torch.autograd.grad(loss, list(net.parameters()))
+    return torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
+
+
+@pytest.mark.parametrize("case", ["full-batch", "minibatch-dropout"])
+def test_recorded_gradient_norms_are_those_of_single_runs_at_each_epoch(case):
+    # full batch, per-member targets, a threshold: the norm comes from the next step's own backward
+    # pass; minibatches with dropout: from a separate pass over the whole set, without dropout
+    if case == "full-batch":
+        x, sinc = (t.double() for t in target_function("sinc", 200))
+        sign = target_function("sign", 200)[1].double()
+        spec, seeds, y = MLP, [0, 1], [sinc, sign]
+        settings = dict(task="regression", lr=0.01, weight_decay=1e-4, loss_threshold=0.02)
+        epochs = 100
+    else:
+        x, labels = classification_problem(n=90, dtype=torch.float64)
+        spec, seeds, y = SMALL_CNN, [0, 5], labels
+        settings = dict(task="classification", lr=3e-3, batch_size=32)
+        epochs = 3
+    result = train_ensemble(spec, seeds, x, y, dtype=torch.float64, epochs=epochs,
+                            record_grad_norm=True, **settings)
+    for i, (seed, member) in enumerate(zip(seeds, result.members)):
+        h = member["history"]
+        assert len(h["train_grad_norm"]) == len(h["epoch"])
+        target = y[i] if isinstance(y, list) else y
+        checked = h["epoch"][:3] + h["epoch"][-1:]
+        for e in checked:
+            reference = reference_gradient_norm(spec, seed, x, target, epochs=e, **settings)
+            assert h["train_grad_norm"][h["epoch"].index(e)] == pytest.approx(reference, rel=1e-10), e
+    if case == "full-batch":  # a member stopped: its gradient norms end with its history
+        assert result.members[0]["threshold_epoch"] is not None
+
+
+def test_gradient_norms_in_chunks_equal_each_models_own():
+    x, y = classification_problem(n=50, dtype=torch.float64)
+    ens = Ensemble(SMALL_CNN, [2, 3], dtype=torch.float64)
+    got = gradient_norms(ens.forward_fn(True), {k: v.requires_grad_() for k, v in ens.params.items()},
+                         x, y, "classification", batch_size=16)
+    for i in range(2):
+        net = ens.model(i).double()
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(net(x), y), list(net.parameters()))
+        assert got[i].item() == pytest.approx(torch.sqrt(sum((g ** 2).sum() for g in grads)).item(),
+                                              rel=1e-12)
+
+
+def squared_gradient_norm(forward, params, x, y):
+    """Each member's ‖∇L‖² (as curvature.gradient_norm_squared, written out here)."""
+    losses = ((forward(params, x) - y) ** 2).flatten(1).mean(1)
+    grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=True)
+    return sum(g.flatten(1).pow(2).sum(1) for g in grads)
+
+
+def test_a_second_stage_from_given_weights_with_another_objective_equals_switching_in_one_run():
+    # Adam on the loss, then Adam with fresh moments and another rate on ‖∇L‖², once as two calls
+    # (init=, objective=) and once as one run whose callback switches after the first stage
+    x, y = (t.double() for t in target_function("sinc", 80))
+    settings = dict(task="regression", optimizer="adam", dtype=torch.float64)
+
+    class Switch(EnsembleCallback):
+        def on_epoch_end(self, state):
+            if state.epoch == 15:
+                state.objective = squared_gradient_norm
+                state.optimizer.state.clear()
+                for group in state.optimizer.param_groups:
+                    group["lr"] = 1e-3
+
+    one = train_ensemble(MLP, [0, 4], x, y, epochs=25, lr=0.01, callbacks=[Switch()], **settings)
+    first = train_ensemble(MLP, [0, 4], x, y, epochs=15, lr=0.01, **settings)
+    second = train_ensemble(MLP, [0, 4], x, y, epochs=10, lr=1e-3, init=first.params,
+                            objective=squared_gradient_norm, **settings)
+    for joined, a, b in zip(one.members, first.members, second.members):
+        assert max_difference(joined["state_dict"], b["state_dict"]) < 1e-12
+        assert joined["history"]["train_loss"] == pytest.approx(
+            a["history"]["train_loss"] + b["history"]["train_loss"], rel=1e-12)
+    assert max_difference(first.members[1]["state_dict"], second.members[1]["state_dict"]) > 1e-6
+    with pytest.raises(Hw1Error, match="init must map"):
+        train_ensemble(MLP, [0], x, y, epochs=1, lr=0.01, init=first.params, **settings)
+
+
+def test_graphed_runs_record_the_same_gradient_norms_and_take_the_same_objective_steps(monkeypatch):
+    # the epoch graph's gradient norm (from the step's backward) and step graphs of a second
+    # objective (‖∇L‖², a double backward inside the graph), against eager runs
+    from hw1lib import ensemble
+    x = target_function("sinc", 200)[0].double()
+    targets = [target_function(f, 200)[1].double() for f in ["sinc", "sign", "sinc"]]
+    first = dict(task="regression", epochs=100, lr=0.01, weight_decay=1e-4, loss_threshold=0.02,
+                 sync_every=7, record_grad_norm=True, dtype=torch.float64)
+    eager = train_ensemble(MLP, range(3), x, targets, **first)
+    second = dict(task="regression", epochs=12, lr=1e-3, objective=squared_gradient_norm,
+                  init=eager.params, record_grad_norm=True, sync_every=5, dtype=torch.float64)
+    eager_second = train_ensemble(MLP, range(3), x, targets, **second)
+    monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := []))
+    graphed = train_ensemble(MLP, range(3), x, targets, cuda_graph=True, **first)
+    assert {m["threshold_epoch"] for m in eager.members} - {None}  # a member stopped
+    assert captures and len(replays) == 100 - 1
+    assert_same_runs(eager.members, graphed.members, 1e-12)
+    captures.clear(), replays.clear()
+    graphed_second = train_ensemble(MLP, range(3), x, targets, cuda_graph=True, **second)
+    assert len(captures) == 1 and len(replays) == 12 - 1  # a step graph; the first step eager
+    assert_same_runs(eager_second.members, graphed_second.members, 1e-12)
