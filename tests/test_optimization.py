@@ -30,7 +30,7 @@ def test_the_first_recorded_gradient_norm_is_that_of_the_seeds_initial_model(run
     s = gradnorm.settings
     x, y = target_function(s["function"], s["n_points"])
     for seed, norms, losses in zip(sorted(gradnorm.runs["seed"]), gradnorm.arrays("grad_norm"),
-                                   gradnorm.arrays("step_loss")):
+                                   gradnorm.arrays("loss")):
         torch.manual_seed(seed)
         net = build_model(s["model"])
         loss = ((net(x) - y) ** 2).mean()
@@ -38,9 +38,19 @@ def test_the_first_recorded_gradient_norm_is_that_of_the_seeds_initial_model(run
         norm = torch.sqrt(sum((p.grad ** 2).sum() for p in net.parameters()))
         assert norms[0] == pytest.approx(norm.item(), rel=1e-5)
         assert losses[0] == pytest.approx(loss.item(), rel=1e-6)
-    for _, run in gradnorm.runs.iterrows():  # one entry per iteration, up to the stop
+    for i, run in gradnorm.runs.iterrows():  # one entry per iteration, up to the stop
         stop = run["threshold_epoch"]
         assert run["iterations"] == (s["max_epochs"] if stop is None or stop != stop else stop)
+        # the last entry: the loss and gradient norm of the stored end point
+        net = build_model(s["model"])
+        net.load_state_dict(results.load_state_dict(gradnorm.stored[i]))
+        loss = ((net(x) - y) ** 2).mean()
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        arrays = gradnorm.stored[i]["arrays"]
+        assert len(arrays["grad_norm"]) == run["iterations"] + 1
+        assert arrays["grad_norm"][-1] == pytest.approx(torch.sqrt(sum((g ** 2).sum() for g in grads)).item(),
+                                                        rel=1e-5)
+        assert arrays["loss"][-1] == pytest.approx(loss.item(), rel=1e-6) == run["final_loss"]
 
 
 def test_stored_end_points_reproduce_their_loss_gradient_and_minimal_ratio(runs):
@@ -97,13 +107,13 @@ def test_the_summary_states_the_runs_numbers(runs):
 
 def test_largest_spikes_finds_planted_jumps():
     norm = np.ones(200)
-    norm[50:] *= 10.0  # ×10 into iteration 51
+    norm[50:] *= 10.0  # ×10 in iteration 50 (from entry 49 to entry 50)
     norm[120:] *= 0.01
-    norm[121:] *= 40.0  # ×40 into iteration 122
+    norm[121:] *= 40.0  # ×40 in iteration 121
     loss = np.linspace(1.0, 0.5, 200)
     loss[121] = loss[120] * 3
     spikes = largest_spikes(norm, loss, count=2)
-    assert [s["iteration"] for s in spikes] == [51, 122]
+    assert [s["iteration"] for s in spikes] == [50, 121]
     assert spikes[0]["grad_norm_ratio"] == pytest.approx(10.0)
     assert spikes[1]["grad_norm_ratio"] == pytest.approx(40.0)
     assert spikes[1]["loss_ratio"] == pytest.approx(3.0)
@@ -216,3 +226,34 @@ def test_the_error_surface_is_recomputed_when_the_run_it_is_drawn_around_would_c
     before = key()
     monkeypatch.setitem(EXPERIMENTS["1.2-pca"], "lr", 2 * EXPERIMENTS["1.2-pca"]["lr"])
     assert key() != before
+
+
+def test_each_stage_of_the_minimal_ratio_runs_starts_where_the_one_before_ended(runs):
+    # stage 1 (Adam on the loss) by a plain single run: its gradient norm is the one recorded after
+    # Adam; stage 2 (on ‖∇L‖²) continues the history from there
+    minimal = runs[1]
+    s = minimal.settings
+    x, y = (t.double() for t in target_function(s["function"], s["n_points"]))
+    for activation, g in minimal.runs.groupby("activation"):
+        i = g.index[0]
+        spec = {**s["model"], "activation": activation}
+        single = train(lambda: build_model(spec).double(), x, y, task="regression",
+                       epochs=s["adam_epochs"], lr=s["lr"], seed=int(g.loc[i, "seed"]))
+        loss = ((single["model"](x) - y) ** 2).mean()
+        grads = torch.autograd.grad(loss, list(single["model"].parameters()))
+        assert g.loc[i, "grad_norm_adam"] == pytest.approx(
+            torch.sqrt(sum((v ** 2).sum() for v in grads)).item(), rel=1e-8)
+        history = minimal.stored[i]["metrics"]["history"]
+        assert history["epoch"] == list(range(1, s["adam_epochs"] + s["gradient_epochs"] + 1))
+        assert history["train_loss"][s["adam_epochs"] - 1] == pytest.approx(loss.item(), rel=1e-10)
+        # stage 2 by a plain loop from there: Adam with fresh moments on ‖∇L‖²
+        params = list(single["model"].parameters())
+        adam = torch.optim.Adam(params, lr=s["gradient_lr"])
+        for _ in range(s["gradient_epochs"]):
+            adam.zero_grad()
+            grads = torch.autograd.grad(((single["model"](x) - y) ** 2).mean(), params, create_graph=True)
+            sum((v ** 2).sum() for v in grads).backward()
+            adam.step()
+        grads = torch.autograd.grad(((single["model"](x) - y) ** 2).mean(), params)
+        assert g.loc[i, "grad_norm_gradient"] == pytest.approx(
+            torch.sqrt(sum((v ** 2).sum() for v in grads)).item(), rel=1e-8)

@@ -16,8 +16,8 @@ from .. import results
 from ..curvature import (flat_loss, flatten, gradient_norm_squared, gradients, hessian_eigenvalues,
                          minimal_ratio, refine_critical_points, unflatten)
 from ..data import load_mnist, target_function
-from ..ensemble import (Ensemble, EnsembleCallback, evaluate_members, stack_state_dicts,
-                        train_ensemble)
+from ..ensemble import (Ensemble, EnsembleCallback, evaluate_members, gradient_norms,
+                        stack_state_dicts, train_ensemble)
 from ..landscape import (as_state_dict, between_run_share, filter_normalized_direction,
                          flat_weights, grid_points, layer_slice, loss_surface, plane_losses,
                          trajectory_pca)
@@ -26,30 +26,12 @@ from ..stats import rank_correlation, spread
 from .core import experiment, grid, run_experiment
 
 
-class RecordGradientNorm(EnsembleCallback):
-    """Each step's loss and 2-norm of the loss gradient (over all parameters), per member, kept on
-    the device until the end."""
-
-    def __init__(self):
-        self.steps = []  # (active members, loss, gradient norm) per step
-
-    def on_step(self, state):
-        norm = torch.sqrt(sum(p.grad.flatten(1).pow(2).sum(1) for p in state.params.values()))
-        self.steps.append((list(state.active), state.loss, norm.detach()))
-
-    def per_member(self, members: int) -> list[dict]:
-        out = [{"loss": [], "grad_norm": []} for _ in range(members)]
-        for active, loss, norm in self.steps:
-            for row, (l, g) in enumerate(zip(loss.tolist(), norm.tolist())):
-                out[active[row]]["loss"].append(l)
-                out[active[row]]["grad_norm"].append(g)
-        return out
-
-
 def largest_spikes(grad_norm: np.ndarray, loss: np.ndarray, count: int, gap: int = 20,
                    after: int = 10) -> list[dict]:
-    """The `count` steps where the gradient norm jumped most (×, from the step before), at least
-    `gap` steps apart, with what the loss did: its ratio over the same step and `after` steps later."""
+    """The `count` iterations over which the gradient norm jumped most (×), at least `gap` apart,
+    with what the loss did: its ratio over the same iteration and `after` iterations later. Entry k
+    of grad_norm and loss is taken after k iterations (0: at the initialization), so the jump from
+    entry i − 1 to entry i is that of iteration i."""
     jumps = np.diff(np.log(grad_norm))
     chosen: list[int] = []
     for i in np.argsort(jumps)[::-1]:
@@ -60,7 +42,7 @@ def largest_spikes(grad_norm: np.ndarray, loss: np.ndarray, count: int, gap: int
     spikes = []
     for i in sorted(chosen):
         later = min(i + 1 + after, len(loss) - 1)
-        spikes.append({"iteration": i + 2,  # iterations count from 1; the jump is into step i + 2
+        spikes.append({"iteration": i + 1,  # from entry i to entry i + 1
                        "grad_norm_ratio": float(np.exp(jumps[i])),
                        "loss_ratio": float(loss[i + 1] / loss[i]),
                        "loss_ratio_later": float(loss[later] / loss[i]), "later": later - i - 1})
@@ -90,50 +72,36 @@ def _summarize_gradnorm(s: dict, runs, history) -> dict:
 @experiment("1.2-gradnorm", section="1.2", jobs=_gradnorm_jobs, summarize=_summarize_gradnorm)
 def train_recording_gradients(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
     x, y = target_function(s["function"], s["n_points"], device)
-    recorder = RecordGradientNorm()
-    result = train_ensemble(s["model"], [job["seed"] for job in jobs], x, y, task="regression",
-                            epochs=s["max_epochs"], lr=s["lr"], optimizer=s["optimizer"],
-                            weight_decay=s["weight_decay"], loss_threshold=s["loss_threshold"],
-                            callbacks=[recorder], desc="gradient norm")
+    seeds = [job["seed"] for job in jobs]
+    start = Ensemble(s["model"], seeds, device)  # iteration 0: each seed's initialization
+    start_params = {k: v.requires_grad_() for k, v in start.params.items()}
+    start_loss = evaluate_members(start.forward_fn(True), start_params, x, y, "regression")["loss"]
+    start_norm = gradient_norms(start.forward_fn(True), start_params, x, y, "regression")
+    result = train_ensemble(s["model"], seeds, x, y, task="regression", epochs=s["max_epochs"],
+                            lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"],
+                            loss_threshold=s["loss_threshold"], record_grad_norm=True,
+                            cuda_graph=True,  # on a GPU, where they apply (see train_ensemble)
+                            desc="gradient norm")
     outputs = []
-    for member, steps in zip(result.members, recorder.per_member(len(jobs))):
-        loss, norm = np.array(steps["loss"]), np.array(steps["grad_norm"])
-        # how the two move together: correlation of their log-changes from one step to the next
+    for member, loss0, norm0 in zip(result.members, start_loss.tolist(), start_norm.tolist()):
+        h = member["history"]  # full batch: one iteration per epoch
+        loss, norm = np.array([loss0, *h["train_loss"]]), np.array([norm0, *h["train_grad_norm"]])
+        # how the two move together: correlation of their log-changes from one iteration to the next
         correlation = float(np.corrcoef(np.diff(np.log(norm)), np.diff(np.log(loss)))[0, 1])
         outputs.append({
-            "metrics": {"history": member["history"]},
+            "metrics": {"history": h},
             "summary": {"params": count_params(build_model(s["model"])),
-                        "threshold_epoch": member["threshold_epoch"], "iterations": len(loss),
-                        "final_loss": member["history"]["train_loss"][-1],
-                        # the gradient of the last step, i.e. at the weights one step before the end
-                        "final_grad_norm": float(norm[-1]),
+                        "threshold_epoch": member["threshold_epoch"], "iterations": len(loss) - 1,
+                        "final_loss": h["train_loss"][-1], "final_grad_norm": float(norm[-1]),
                         "log_change_correlation": correlation,
                         "spikes": largest_spikes(norm, loss, s["spikes"])},
-            "arrays": {"step_loss": loss, "grad_norm": norm},
+            "arrays": {"loss": loss, "grad_norm": norm},
             "state_dict": member["state_dict"]})
     return outputs
 
 
 def _minimal_ratio_jobs(s: dict) -> list[dict]:
     return grid(activation=s["activations"])
-
-
-class SwitchToGradientNorm(EnsembleCallback):
-    """After `epoch` epochs: record every member's ‖∇L‖, then minimize ‖∇L‖² with fresh Adam moments."""
-
-    def __init__(self, epoch: int, lr: float, loss, x, y):
-        self.epoch, self.lr, self.loss, self.x, self.y = epoch, lr, loss, x, y
-        self.grad_norm = None
-
-    def on_epoch_end(self, state):
-        if state.epoch != self.epoch:
-            return
-        theta = flatten(state.params)
-        self.grad_norm = gradients(self.loss, theta, self.x, self.y).norm(dim=1).tolist()
-        state.objective = gradient_norm_squared("regression")
-        state.optimizer.state.clear()
-        for group in state.optimizer.param_groups:
-            group["lr"] = self.lr
 
 
 def _summarize_minimal_ratio(s: dict, runs, history) -> dict:
@@ -183,11 +151,15 @@ def find_critical_points(s: dict, jobs: list[dict], device: torch.device) -> lis
     x, y = (t.double() for t in target_function(s["function"], s["n_points"], device))
     seeds = [job["seed"] for job in jobs]
     loss = flat_loss(Ensemble(spec, seeds[:1], device, torch.float64), "regression")
-    switch = SwitchToGradientNorm(s["adam_epochs"], s["gradient_lr"], loss, x, y)
-    trained = train_ensemble(spec, seeds, x, y, task="regression",
-                             epochs=s["adam_epochs"] + s["gradient_epochs"], lr=s["lr"],
-                             optimizer=s["optimizer"], callbacks=[switch], dtype=torch.float64,
-                             desc=f"{jobs[0]['activation']} ×{len(jobs)}")
+    common = dict(task="regression", optimizer=s["optimizer"], dtype=torch.float64,
+                  cuda_graph=True)  # on a GPU, where they apply (see train_ensemble)
+    adam = train_ensemble(spec, seeds, x, y, epochs=s["adam_epochs"], lr=s["lr"],
+                          desc=f"{jobs[0]['activation']} ×{len(jobs)}", **common)
+    grad_norm_adam = gradients(loss, flatten(adam.params), x, y).norm(dim=1).tolist()
+    # stage 2: from there, Adam with fresh moments on ‖∇L‖²
+    trained = train_ensemble(spec, seeds, x, y, epochs=s["gradient_epochs"], lr=s["gradient_lr"],
+                             init=adam.params, objective=gradient_norm_squared("regression"),
+                             desc=f"{jobs[0]['activation']} ×{len(jobs)}: ‖∇L‖²", **common)
     theta = flatten(trained.params)
     grad_norm_gradient = gradients(loss, theta, x, y).norm(dim=1).tolist()
     theta, refine_norms = refine_critical_points(loss, theta, x, y, s["refine_iterations"],
@@ -199,12 +171,15 @@ def find_critical_points(s: dict, jobs: list[dict], device: torch.device) -> lis
     final_norm = refine_norms[-1].tolist()
     refine_norms = torch.stack(refine_norms, 1).cpu().numpy()
     outputs = []
-    for i, member in enumerate(trained.members):
+    for i, (first, member) in enumerate(zip(adam.members, trained.members)):
         state_dict = {k: v.detach().cpu().clone() for k, v in unflatten(theta[i], trained.params).items()}
+        history = {k: first["history"][k] + member["history"][k] for k in first["history"]}
+        history["epoch"] = first["history"]["epoch"] + [s["adam_epochs"] + e
+                                                        for e in member["history"]["epoch"]]
         outputs.append({
-            "metrics": {"history": member["history"]},
+            "metrics": {"history": history},
             "summary": {"params": theta.shape[1], "loss": final_loss[i], "grad_norm": final_norm[i],
-                        "grad_norm_adam": switch.grad_norm[i],
+                        "grad_norm_adam": grad_norm_adam[i],
                         "grad_norm_gradient": grad_norm_gradient[i],
                         "minimal_ratio": counts["minimal_ratio"][i].item(),
                         "positive": int(counts["positive"][i]), "negative": int(counts["negative"][i]),
