@@ -95,6 +95,13 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def kernel_threads(jobs: int) -> int:
+    """The CPU threads each notebook's kernel gets when `jobs` run at a time: the user's
+    OMP_NUM_THREADS if set, else an equal share of the usable cores."""
+    own = os.environ.get("OMP_NUM_THREADS", "")
+    return int(own) if own.isdigit() and int(own) > 0 else max(1, _usable_cores() // jobs)
+
+
 def _execute_in_child(conn, notebook: Path, executed: Path, parameters: dict, threads: int) -> None:
     """execute_notebook in a process of its own; sends ("ok", seconds) or ("error", message)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops every child
@@ -131,7 +138,7 @@ def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: in
             print(f"report: {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
         return timings
     jobs = min(jobs, len(pairs))
-    threads = max(1, _usable_cores() // jobs)
+    threads = kernel_threads(jobs)
     context = multiprocessing.get_context("spawn")
     waiting, running, failures = list(pairs), {}, {}
     try:
@@ -418,6 +425,8 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
             resolved = resolve_device(device)  # a clear error first
             device_type, device_text = resolved.type, device_description(resolved)
         jobs = jobs if jobs is not None else (len(notebooks) if device_type == "cuda" else 1)
+        if device_type == "cpu" and backend == "local" and min(jobs, len(notebooks)) > 1:
+            device_text = f"cpu ({kernel_threads(min(jobs, len(notebooks)))} threads per notebook)"
         from .experiments.core import default_profile
 
         profile = check_profile(profile or default_profile(device, backend, address))

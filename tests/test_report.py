@@ -197,6 +197,8 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
     page = out["html"].read_text()
     assert re.search(r"all</strong>, 3 notebooks at a time \(wall time\)</td>\s*<td>"
                      r"<strong>[\d,]+ s</strong>", page)
+    threads = report.kernel_threads(3)  # each kernel's share, as the device row says
+    assert re.search(rf"<td>device</td>\s*<td>cpu \({threads} threads per notebook\)</td>", page)
     assert list(out["timings"]) == [nb.stem for nb in report.select_notebooks()]
     notebooks = report.select_notebooks()
     assert notebooks, "no notebooks were rendered"
