@@ -546,6 +546,33 @@ def test_cuda_step_graphs_with_dropout_agree_with_eager_on_a_gpu(batch_size, mon
     assert_same_runs(eager.members, graphed.members, 1e-9)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_graphs_of_the_gradient_norm_runs_agree_with_eager_on_a_gpu(monkeypatch):
+    # 1.2's cases: gradient norms recorded inside the epoch graph, members stopping; then a second
+    # stage on ‖∇L‖², whose step graph holds a double backward. Against plain eager training.
+    from hw1lib import ensemble
+    x = target_function("sinc", 200, "cuda")[0].double()
+    targets = [target_function(f, 200, "cuda")[1].double() for f in ["sinc", "sign", "sinc"]]
+    first = dict(task="regression", epochs=100, lr=0.01, weight_decay=1e-4, loss_threshold=0.02,
+                 sync_every=7, record_grad_norm=True, dtype=torch.float64)
+    eager = train_ensemble(MLP, range(3), x, targets, **first)
+    second = dict(task="regression", epochs=12, lr=1e-3, objective=squared_gradient_norm,
+                  init=eager.params, record_grad_norm=True, sync_every=5, dtype=torch.float64)
+    eager_second = train_ensemble(MLP, range(3), x, targets, **second)
+    monkeypatch.setattr(ensemble, "_capture", capture_spy(ensemble._capture, captures := [],
+                                                          replays := []))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*CUDA graph capture failed")
+        graphed = train_ensemble(MLP, range(3), x, targets, cuda_graph=True, **first)
+        assert {m["threshold_epoch"] for m in eager.members} - {None}  # a member stopped
+        assert captures and len(replays) == 100 - 1
+        assert_same_runs(eager.members, graphed.members, 1e-9)
+        captures.clear(), replays.clear()
+        graphed_second = train_ensemble(MLP, range(3), x, targets, cuda_graph=True, **second)
+    assert len(captures) == 1 and len(replays) == 12 - 1
+    assert_same_runs(eager_second.members, graphed_second.members, 1e-9)
+
+
 def reference_gradient_norm(spec, seed, x, y, task, epochs, **settings) -> float:
     """‖∇θ L‖ over all of (x, y) after `epochs` epochs of train.train(), by plain autograd."""
     single = train(lambda: build_model(spec).double(), x, y, seed=seed, task=task, epochs=epochs,
