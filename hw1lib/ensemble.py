@@ -306,8 +306,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     training itself is unchanged. A loss threshold needs every epoch measured.
 
     record_grad_norm=True adds "train_grad_norm" to the histories: each member's ‖∇θ L‖₂ of the task
-    loss over the whole training set at the measured weights, without dropout (in full-batch
-    training the gradient of the next step, taken from that step's own backward pass).
+    loss over the whole training set at the measured weights, without dropout. In full-batch
+    training of the task loss without dropout that is the next step's gradient, taken from that
+    step's own backward pass; otherwise it is a pass of its own.
     `objective` replaces the task loss as what the steps minimize (an EnsembleObjective, e.g.
     curvature.gradient_norm_squared); the metrics stay those of the task loss. `init` gives the
     members' starting weights {name: (members, *shape)} (e.g. another run's `params`) instead of
@@ -349,7 +350,9 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     members = len(ens)
     if init is not None:
         shapes = {k: tuple(v.shape) for k, v in ens.params.items()}
-        given = {k: tuple(v.shape) for k, v in init.items()} if isinstance(init, dict) else None
+        given = ({k: tuple(v.shape) for k, v in init.items()}
+                 if isinstance(init, dict) and all(isinstance(v, torch.Tensor) for v in init.values())
+                 else None)
         if given != shapes:
             raise Hw1Error(f"init must map the parameters to (members, *shape) tensors {shapes}, "
                            f"got {given if given is not None else type(init).__name__}")

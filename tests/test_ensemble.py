@@ -616,14 +616,19 @@ def test_recorded_gradient_norms_are_those_of_single_runs_at_each_epoch(case):
         assert result.members[0]["threshold_epoch"] is not None
 
 
-def test_gradient_norms_in_chunks_equal_each_models_own():
+@pytest.mark.parametrize("shared", [True, False])
+def test_gradient_norms_in_chunks_equal_each_models_own(shared):
+    # shared data, or each member its own inputs and labels (members, samples, ...)
     x, y = classification_problem(n=50, dtype=torch.float64)
     ens = Ensemble(SMALL_CNN, [2, 3], dtype=torch.float64)
-    got = gradient_norms(ens.forward_fn(True), {k: v.requires_grad_() for k, v in ens.params.items()},
-                         x, y, "classification", batch_size=16)
+    data = [(x, y), (x.flip(0), y.flip(0)[torch.arange(50) % 7])]  # member 1: other samples, labels
+    xs, ys = (x, y) if shared else (torch.stack([d[0] for d in data]), torch.stack([d[1] for d in data]))
+    got = gradient_norms(ens.forward_fn(shared), {k: v.requires_grad_() for k, v in ens.params.items()},
+                         xs, ys, "classification", shared_data=shared, batch_size=16)
     for i in range(2):
         net = ens.model(i).double()
-        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(net(x), y), list(net.parameters()))
+        xi, yi = data[0] if shared else data[i]
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(net(xi), yi), list(net.parameters()))
         assert got[i].item() == pytest.approx(torch.sqrt(sum((g ** 2).sum() for g in grads)).item(),
                                               rel=1e-12)
 
@@ -658,8 +663,15 @@ def test_a_second_stage_from_given_weights_with_another_objective_equals_switchi
         assert joined["history"]["train_loss"] == pytest.approx(
             a["history"]["train_loss"] + b["history"]["train_loss"], rel=1e-12)
     assert max_difference(first.members[1]["state_dict"], second.members[1]["state_dict"]) > 1e-6
-    with pytest.raises(Hw1Error, match="init must map"):
-        train_ensemble(MLP, [0], x, y, epochs=1, lr=0.01, init=first.params, **settings)
+    # starting weights of another dtype are converted (float32 weights into a float64 run)
+    from_float = train_ensemble(MLP, [0, 4], x, y, epochs=10, lr=1e-3, objective=squared_gradient_norm,
+                                init={k: v.float() for k, v in first.params.items()}, **settings)
+    assert max_difference(from_float.members[0]["state_dict"], second.members[0]["state_dict"]) < 1e-5
+    for bad in (first.params | {"extra": first.params["1.bias"]},
+                {k: v[:1] for k, v in first.params.items()},  # one member, not two
+                {k: v.numpy() for k, v in first.params.items()}):
+        with pytest.raises(Hw1Error, match="init must map"):
+            train_ensemble(MLP, [0, 4], x, y, epochs=1, lr=0.01, init=bad, **settings)
 
 
 def test_graphed_runs_record_the_same_gradient_norms_and_take_the_same_objective_steps(monkeypatch):

@@ -51,6 +51,13 @@ def test_the_first_recorded_gradient_norm_is_that_of_the_seeds_initial_model(run
         assert arrays["grad_norm"][-1] == pytest.approx(torch.sqrt(sum((g ** 2).sum() for g in grads)).item(),
                                                         rel=1e-5)
         assert arrays["loss"][-1] == pytest.approx(loss.item(), rel=1e-6) == run["final_loss"]
+        for spike in run["spikes"]:  # each jump: from entry i − 1 to entry i, as the figure marks it
+            i = spike["iteration"]
+            assert arrays["grad_norm"][i] / arrays["grad_norm"][i - 1] == pytest.approx(
+                spike["grad_norm_ratio"], rel=1e-9)
+            assert arrays["loss"][i] / arrays["loss"][i - 1] == pytest.approx(spike["loss_ratio"],
+                                                                                rel=1e-9)
+        assert run["spikes"]
 
 
 def test_stored_end_points_reproduce_their_loss_gradient_and_minimal_ratio(runs):
@@ -254,6 +261,8 @@ def test_each_stage_of_the_minimal_ratio_runs_starts_where_the_one_before_ended(
             grads = torch.autograd.grad(((single["model"](x) - y) ** 2).mean(), params, create_graph=True)
             sum((v ** 2).sum() for v in grads).backward()
             adam.step()
-        grads = torch.autograd.grad(((single["model"](x) - y) ** 2).mean(), params)
+        end_loss = ((single["model"](x) - y) ** 2).mean()
+        grads = torch.autograd.grad(end_loss, params)
         assert g.loc[i, "grad_norm_gradient"] == pytest.approx(
             torch.sqrt(sum((v ** 2).sum() for v in grads)).item(), rel=1e-8)
+        assert history["train_loss"][-1] == pytest.approx(end_loss.item(), rel=1e-10)
