@@ -1,0 +1,71 @@
+"""The benchmark script (benchmarks/run.py) without timing anything: each case's baseline does the
+same work as hw1lib's side, and the results file is written and kept as its docstring says."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hw1lib.curvature import flat_loss, flatten, hessian_eigenvalues
+from hw1lib.data import target_function
+from hw1lib.ensemble import Ensemble, train_ensemble
+from hw1lib.models import build_model
+from hw1lib.sharpness import input_sensitivity
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("hw1_benchmarks", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_hessian_baseline_finds_hw1libs_eigenvalues(bench):
+    x, y = (t.double() for t in target_function("sinc", 40))
+    ens = Ensemble(bench.NET_12C, [0, 1, 2], "cpu", torch.float64)
+    thetas = flatten(ens.params)
+    ours = hessian_eigenvalues(flat_loss(ens, "regression"), thetas, x, y)
+    for baseline, mine in zip(bench.hessian_loop(ens, thetas, x, y), ours, strict=True):
+        assert torch.allclose(baseline, mine, rtol=1e-9, atol=1e-12 * mine.abs().max())
+
+
+def test_the_sensitivity_baseline_finds_hw1libs_norms(bench):
+    torch.manual_seed(0)
+    model = build_model({"kind": "mlp", "widths": [784, 32, 10], "activation": "relu"})
+    images = torch.rand(7, 1, 28, 28)
+    assert torch.allclose(bench.sensitivity_loop(model, images), input_sensitivity(model, images),
+                          rtol=1e-5)
+
+
+def test_the_eager_function_fit_takes_hw1libs_steps(bench):
+    # eager_fit reads the loss before each step, the ensemble measures after it: shifted by one
+    x, y = target_function("sinc", 100)
+    spec = {"kind": "mlp", "widths": [1, 5, 10, 5, 1], "activation": "leaky_relu"}
+    losses = bench.eager_fit(spec, x, y, seed=3, epochs=20, lr=1e-2, weight_decay=1e-4)
+    ours = train_ensemble(spec, [3], x, y, task="regression", epochs=20, lr=1e-2, weight_decay=1e-4)
+    assert losses[1:] == pytest.approx(ours.members[0]["history"]["train_loss"][:-1], rel=1e-5)
+
+
+def test_a_run_writes_every_row_and_keeps_the_other_cases_rows(bench, tmp_path, capsys):
+    out = tmp_path / "results.json"
+    bench.main(["--device", "cpu", "--repeats", "2", "--only", "ensemble", "function-fit",
+                "--ensemble-epochs", "2", "--function-epochs", "2", "--output", str(out)])
+    first = json.loads(out.read_text())
+    assert [r["case"] for r in first["cases"]] == ["ensemble", "function-fit"]
+    for row in first["cases"]:
+        for side in ("baseline_seconds", "hw1lib_seconds"):
+            assert len(row[side]["times"]) == 2
+            assert row[side]["median"] == pytest.approx(sum(row[side]["times"]) / 2)
+        assert row["ratio"] == pytest.approx(row["baseline_seconds"]["median"]
+                                             / row["hw1lib_seconds"]["median"])
+    assert first["device"].startswith("cpu") and "ratio" in capsys.readouterr().out
+    bench.main(["--device", "cpu", "--repeats", "1", "--only", "ensemble", "--ensemble-epochs", "1",
+                "--output", str(out)])
+    second = json.loads(out.read_text())
+    assert [r["case"] for r in second["cases"]] == ["function-fit", "ensemble"]
+    assert second["cases"][0] == first["cases"][1]  # kept as it was
+    assert second["cases"][1]["sizes"]["epochs"] == 1
