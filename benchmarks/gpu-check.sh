@@ -10,7 +10,8 @@
 # - report: `python -m hw1lib report --profile full --no-pdf` -> the HTML, whose front page lists
 #   each experiment's training time
 # - runs: each experiment of EXPERIMENTS (default: all, in report order) through `python -m hw1lib run`
-# - benchmarks: benchmarks/run.py, one case of CASES at a time -> results-cuda.json
+# - benchmarks: benchmarks/run.py --resume, one case of CASES at a time -> results-cuda.json (rows
+#   the committed benchmarks/results-cuda.json already has for this GPU are kept)
 # each within what is left of BUDGET_SECONDS (default 540). A step or case that finished is marked
 # done in STATE (default /tmp/hw1-gpu-state), which, like the results under HW1_RESULTS_DIR, lives
 # on while the machine stays warm: a second call resumes where the first stopped, and a report cut
@@ -84,9 +85,12 @@ for step in ${STEPS:-tests report benchmarks}; do
     benchmarks)
       # 2,000 function-fit epochs, not 20,000: the baseline's 600,000 eager steps alone would take
       # most of a call. The JSON records the sizes.
+      # --resume: rows already in the committed results file for this very GPU, or measured by an
+      # earlier call on this machine before a cut-off, are kept, not measured again
+      [ -e "$state/results-$device.json" ] || cp "benchmarks/results-$device.json" "$state/" 2>/dev/null
       for c in ${CASES:-ensemble mnist-epoch analysis function-fit}; do
         attempt "benchmark-$c" "$py" benchmarks/run.py --device "$device" --repeats 5 --only "$c" \
-          --function-epochs 2000 --output "$state/results-${device}.json"
+          --function-epochs 2000 --resume --output "$state/results-${device}.json"
       done ;;
     *) echo "unknown step: $step" >&2; exit 2 ;;
   esac

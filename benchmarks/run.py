@@ -4,7 +4,9 @@
 
 Each case times a baseline (written the way a competent user of plain PyTorch writes it) and hw1lib,
 one warm-up run each, then the median of `--repeats` runs, and prints both times and their ratio.
-Everything goes to benchmarks/results-<device type>.json (cpu or cuda), sizes included.
+Everything goes to benchmarks/results-<device type>.json (cpu or cuda), sizes included, each row with
+the device and torch it was measured with; `--resume` measures only the rows that file lacks for
+this device (a run cut off part way, or one case at a time within a lent GPU machine's time).
 
 Cases:
 - ensemble: 100 members of the 1.2c net (1-10-10-10-1, full batch, Adam) for `--ensemble-epochs`:
@@ -152,9 +154,10 @@ def case_ensemble(device, args):
     x, y = target_function("sinc", 500, device)
     seeds = list(range(100))
     common = dict(task="regression", epochs=args.ensemble_epochs, lr=5e-4)
-    yield ("ensemble", "1.2c net, 100 members", {"epochs": args.ensemble_epochs, "points": 500},
-           lambda: [train(NET_12C, x, y, seed=s, **common) for s in seeds],
-           lambda: train_ensemble(NET_12C, seeds, x, y, cuda_graph=True, **common))
+    yield "ensemble", "1.2c net, 100 members", lambda: (
+        {"epochs": args.ensemble_epochs, "points": 500},
+        lambda: [train(NET_12C, x, y, seed=s, **common) for s in seeds],
+        lambda: train_ensemble(NET_12C, seeds, x, y, cuda_graph=True, **common))
 
 
 def case_mnist_epoch(device, args):
@@ -173,18 +176,19 @@ def case_mnist_epoch(device, args):
                                       task="classification", epochs=1, lr=1e-3, batch_size=128,
                                       cuda_graph=True)  # a graph per step, dropout masks included
 
-    for name, spec, members in (("MLP 784-500-50-10", MLP, None), ("1.1b CNN (5 dense)", cnn, None),
-                                (f"1.1b CNN, {len(seeds)} seeds", cnn, seeds)):
+    def prepare(spec, members):
         trial = {w: timed(lambda w=w: loader_epoch(spec, 0, dataset, device, w), 1, device)["median"]
                  for w in candidates}
         workers = min(trial, key=trial.get)  # the baseline gets its faster worker count
         runs = [0] if members is None else members
-        yield ("mnist-epoch", name, {"batch_size": 128, "members": len(runs),
-                                     "dataloader_workers": workers,
-                                     "dataloader_trial_seconds": trial},
-               lambda spec=spec, runs=runs, workers=workers:
-                   [loader_epoch(spec, s, dataset, device, workers) for s in runs],
-               ours(spec, members))
+        return ({"batch_size": 128, "members": len(runs), "dataloader_workers": workers,
+                 "dataloader_trial_seconds": trial},
+                lambda: [loader_epoch(spec, s, dataset, device, workers) for s in runs],
+                ours(spec, members))
+
+    for name, spec, members in (("MLP 784-500-50-10", MLP, None), ("1.1b CNN (5 dense)", cnn, None),
+                                (f"1.1b CNN, {len(seeds)} seeds", cnn, seeds)):
+        yield "mnist-epoch", name, lambda spec=spec, members=members: prepare(spec, members)
 
 
 def case_function_fit(device, args):
@@ -204,8 +208,8 @@ def case_function_fit(device, args):
             train_ensemble(spec, [seed for _, seed in jobs], x, [targets[f] for f, _ in jobs],
                            task="regression", epochs=epochs, lr=s["lr"][role],
                            weight_decay=s["weight_decay"], cuda_graph=True)
-    yield ("function-fit", f"1.1a full: 3 nets × {len(jobs)} runs",
-           {"epochs": epochs, "runs": 3 * len(jobs)}, baseline, ours)
+    yield "function-fit", f"1.1a full: 3 nets × {len(jobs)} runs", lambda: (
+        {"epochs": epochs, "runs": 3 * len(jobs)}, baseline, ours)
 
 
 def case_analysis(device, args):
@@ -213,18 +217,19 @@ def case_analysis(device, args):
     ens = Ensemble(NET_12C, list(range(100)), device, torch.float64)
     thetas = flatten(ens.params)
     loss = flat_loss(ens, "regression")
-    yield ("analysis", "Hessian + eigvalsh, 100 1.2c nets",
-           {"nets": 100, "parameters": thetas.shape[1], "points": 500},
-           lambda: hessian_loop(ens, thetas, x, y),
-           lambda: hessian_eigenvalues(loss, thetas, x, y))
+    yield "analysis", "Hessian + eigvalsh, 100 1.2c nets", lambda: (
+        {"nets": 100, "parameters": thetas.shape[1], "points": 500},
+        lambda: hessian_loop(ens, thetas, x, y),
+        lambda: hessian_eigenvalues(loss, thetas, x, y))
 
     spec = settings("1.3-sensitivity", "full")["model"]
     torch.manual_seed(0)
     model = build_model(spec).to(device).eval()
     images = load_mnist(device).test_x[:args.sensitivity_images]
-    yield ("analysis", "input sensitivity, 1.3d MLP", {"images": len(images)},
-           lambda: sensitivity_loop(model, images),
-           lambda: input_sensitivity(model, images))
+    yield "analysis", "input sensitivity, 1.3d MLP", lambda: (
+        {"images": len(images)},
+        lambda: sensitivity_loop(model, images),
+        lambda: input_sensitivity(model, images))
 
 
 BUILDERS = {"ensemble": case_ensemble, "mnist-epoch": case_mnist_epoch,
@@ -240,6 +245,9 @@ def main(argv=None):
     parser.add_argument("--function-epochs", type=int, default=None,
                         help="default: 20,000 (the 1.1a full budget) on a GPU, 2,000 on a CPU")
     parser.add_argument("--sensitivity-images", type=int, default=10_000)
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows the results file already has from this device (same case "
+                             "and name, whatever their sizes) and measure only the others")
     parser.add_argument("--output", type=Path, default=None,
                         help="default: benchmarks/results-<device type>.json")
     args = parser.parse_args(argv)
@@ -251,28 +259,38 @@ def main(argv=None):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     output = args.output or HERE / f"results-{device.type}.json"
-    print(f"device: {device_description(device)}, torch {torch.__version__}, "
-          f"median of {args.repeats} after one warm-up")
-    old_rows = []
-    if output.exists() and set(args.only) != set(CASES):  # keep the other cases' last figures
-        old_rows = [r for r in json.loads(output.read_text()).get("cases", [])
-                    if r["case"] not in args.only]
+    here = device_description(device)
+    print(f"device: {here}, torch {torch.__version__}, median of {args.repeats} after one warm-up")
+    earlier = json.loads(output.read_text()) if output.exists() else {}
+    # rows written before rows had their own device and torch take the file's
+    earlier_rows = [{"device": earlier.get("device"), "torch": earlier.get("torch"), **r}
+                    for r in earlier.get("cases", [])]
+    kept = [r for r in earlier_rows if r["case"] not in args.only]  # the other cases' last figures
+    measured = {(r["case"], r["name"]): r for r in earlier_rows if r["device"] == here}
     rows = []
     for case in args.only:
-        for group, name, sizes, baseline, ours in BUILDERS[case](device, args):
+        for group, name, prepare in BUILDERS[case](device, args):
+            if args.resume and (group, name) in measured:
+                rows.append(measured[group, name])
+                print(f"{group:13s} {name:36s} kept from {measured[group, name].get('written', 'before')}")
+                continue
+            sizes, baseline, ours = prepare()
             t_base, t_ours = timed(baseline, args.repeats, device), timed(ours, args.repeats, device)
             ratio = t_base["median"] / t_ours["median"]
-            rows.append({"case": group, "name": name, "sizes": sizes, "baseline_seconds": t_base,
-                         "hw1lib_seconds": t_ours, "ratio": ratio})
+            rows.append({"case": group, "name": name, "device": here, "torch": torch.__version__,
+                         "sizes": sizes,
+                         "baseline_seconds": t_base, "hw1lib_seconds": t_ours, "ratio": ratio,
+                         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             print(f"{group:13s} {name:36s} baseline {t_base['median']:8.3f} s   "
                   f"hw1lib {t_ours['median']:8.3f} s   ratio {ratio:6.1f}×", flush=True)
             # written after every row, so that a run stopped part way keeps what it measured
             write_json_atomic(output, {
-                "device": device_description(device), "torch": torch.__version__,
+                "device": here, "torch": torch.__version__,
                 "python": platform.python_version(), "machine": platform.machine(),
-                "cpu_count": os.cpu_count(), "repeats": args.repeats, "cases": old_rows + rows,
+                "cpu_count": os.cpu_count(), "repeats": args.repeats, "cases": kept + rows,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    print(f"wrote {output}")
+    print(f"wrote {output}" if any(r["device"] == here and r not in measured.values() for r in rows)
+          else f"nothing measured; {output} unchanged")
 
 
 if __name__ == "__main__":

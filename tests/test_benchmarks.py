@@ -69,3 +69,22 @@ def test_a_run_writes_every_row_and_keeps_the_other_cases_rows(bench, tmp_path, 
     assert [r["case"] for r in second["cases"]] == ["function-fit", "ensemble"]
     assert second["cases"][0] == first["cases"][1]  # kept as it was
     assert second["cases"][1]["sizes"]["epochs"] == 1
+
+
+def test_resume_keeps_the_rows_of_this_device_and_measures_the_rest(bench, tmp_path):
+    out = tmp_path / "results.json"
+    tiny = ["--device", "cpu", "--repeats", "1", "--only", "ensemble", "function-fit"]
+    bench.main(tiny + ["--ensemble-epochs", "2", "--function-epochs", "2", "--output", str(out)])
+    first = json.loads(out.read_text())
+    here = bench.device_description(torch.device("cpu"))
+    assert [(r["device"], r["torch"]) for r in first["cases"]] == [(here, torch.__version__)] * 2
+    ensemble, fit = first["cases"]
+    # an ensemble row as written before rows had a device of their own: it takes the file's;
+    # a function-fit row from another machine: measured again
+    legacy = {k: v for k, v in ensemble.items() if k not in ("device", "torch")}
+    out.write_text(json.dumps({**first, "cases": [legacy, {**fit, "device": "cuda (another GPU)"}]}))
+    bench.main(tiny + ["--ensemble-epochs", "3", "--function-epochs", "3", "--resume",
+                       "--output", str(out)])
+    second = json.loads(out.read_text())
+    assert second["cases"][0] == ensemble  # kept, with the file's device filled in
+    assert second["cases"][1]["device"] == here and second["cases"][1]["sizes"]["epochs"] == 3
