@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
+import matplotlib.axis as maxis
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .labels import TARGET_TITLES
 from .stats import mean_curve
@@ -35,6 +36,25 @@ def target_title(function: str) -> str:
 def integer_epochs(ax) -> None:
     """Epochs are counted: whole numbers on the x axis."""
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+
+
+def plain_log_ticks(axis) -> None:
+    """A log axis labelled in plain numbers (0.05 and 20,000, not 5×10⁻² and 2×10⁴). Where only a few
+    powers of ten are in view (one on an x axis, two on a y axis), the minor ticks at 2 and 5 are
+    labelled too, so that a short axis still has numbers to read and a long one is not crowded."""
+    def plain(v, _=None):
+        return f"{v:,.0f}" if v >= 1 else f"{v:g}"
+
+    def minor(v, _):
+        low, high = sorted(axis.get_view_interval())
+        if low <= 0 or v <= 0:
+            return ""
+        powers = np.floor(np.log10(high)) - np.ceil(np.log10(low)) + 1
+        few = powers <= (1 if isinstance(axis, maxis.XAxis) else 2)
+        return plain(v) if few and round(v / 10 ** np.floor(np.log10(v))) in (2, 5) else ""
+
+    axis.set_major_formatter(FuncFormatter(plain))
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def legend_below(fig, ax, ncol: int | None = None) -> None:

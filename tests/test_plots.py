@@ -1,0 +1,37 @@
+"""Axis labelling that the figures share."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from hw1lib import plots  # noqa: E402
+
+
+def labels(axis, low, high):
+    """The tick labels drawn inside [low, high], as text."""
+    index = 0 if axis.axis_name == "x" else 1
+    return {t.get_text() for t in axis.get_majorticklabels() + axis.get_minorticklabels()
+            if t.get_text() and low <= t.get_position()[index] <= high}
+
+
+@pytest.mark.parametrize("low, high, x_labels, y_labels", [
+    # one power of ten in view: the 2s and 5s are labelled on both axes
+    (1_600, 60_000, {"2,000", "5,000", "10,000", "20,000", "50,000"},
+     {"2,000", "5,000", "10,000", "20,000", "50,000"}),
+    # two: only the y axis, which has the room, labels them
+    (3_000, 300_000, {"10,000", "100,000"},
+     {"5,000", "10,000", "20,000", "50,000", "100,000", "200,000"}),
+    # below 1, plain decimals
+    (0.02, 0.25, {"0.02", "0.05", "0.1", "0.2"}, {"0.02", "0.05", "0.1", "0.2"}),
+])
+def test_log_axes_are_labelled_in_plain_numbers(low, high, x_labels, y_labels):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([low, high], [low, high])
+    ax.set(xscale="log", yscale="log")
+    plots.plain_log_ticks(ax.xaxis)
+    plots.plain_log_ticks(ax.yaxis)
+    fig.canvas.draw()
+    assert labels(ax.xaxis, low, high) == x_labels
+    assert labels(ax.yaxis, low, high) == y_labels
+    plt.close(fig)
