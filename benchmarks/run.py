@@ -265,10 +265,19 @@ def main(argv=None):
     # rows written before rows had their own device and torch take the file's
     earlier_rows = [{"device": earlier.get("device"), "torch": earlier.get("torch"), **r}
                     for r in earlier.get("cases", [])]
-    kept = [r for r in earlier_rows if r["case"] not in args.only]  # the other cases' last figures
+    cases = list(dict.fromkeys(args.only))  # each case once, in the order given
+    kept = [r for r in earlier_rows if r["case"] not in cases]  # the other cases' last figures
     measured = {(r["case"], r["name"]): r for r in earlier_rows if r["device"] == here}
-    rows = []
-    for case in args.only:
+    rows, new_rows = [], 0
+
+    def write():
+        write_json_atomic(output, {
+            "device": here, "torch": torch.__version__,
+            "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "repeats": args.repeats, "cases": kept + rows,
+            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+    for case in cases:
         for group, name, prepare in BUILDERS[case](device, args):
             if args.resume and (group, name) in measured:
                 rows.append(measured[group, name])
@@ -278,19 +287,17 @@ def main(argv=None):
             t_base, t_ours = timed(baseline, args.repeats, device), timed(ours, args.repeats, device)
             ratio = t_base["median"] / t_ours["median"]
             rows.append({"case": group, "name": name, "device": here, "torch": torch.__version__,
-                         "sizes": sizes,
-                         "baseline_seconds": t_base, "hw1lib_seconds": t_ours, "ratio": ratio,
-                         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                         "sizes": sizes, "baseline_seconds": t_base, "hw1lib_seconds": t_ours,
+                         "ratio": ratio, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            new_rows += 1
             print(f"{group:13s} {name:36s} baseline {t_base['median']:8.3f} s   "
                   f"hw1lib {t_ours['median']:8.3f} s   ratio {ratio:6.1f}×", flush=True)
-            # written after every row, so that a run stopped part way keeps what it measured
-            write_json_atomic(output, {
-                "device": here, "torch": torch.__version__,
-                "python": platform.python_version(), "machine": platform.machine(),
-                "cpu_count": os.cpu_count(), "repeats": args.repeats, "cases": kept + rows,
-                "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    print(f"wrote {output}" if any(r["device"] == here and r not in measured.values() for r in rows)
-          else f"nothing measured; {output} unchanged")
+            write()  # after every row, so that a run stopped part way keeps what it measured
+    if new_rows:
+        write()  # again: rows kept after the last measured one
+        print(f"wrote {output} ({new_rows} rows measured, {len(rows) - new_rows} kept)")
+    else:
+        print(f"nothing measured; {output} unchanged")
 
 
 if __name__ == "__main__":

@@ -39,19 +39,24 @@ def integer_epochs(ax) -> None:
 
 
 def plain_log_ticks(axis) -> None:
-    """A log axis labelled in plain numbers (0.05 and 20,000, not 5×10⁻² and 2×10⁴). Where only a few
-    powers of ten are in view (one on an x axis, two on a y axis), the minor ticks at 2 and 5 are
-    labelled too, so that a short axis still has numbers to read and a long one is not crowded."""
+    """A log axis labelled in plain numbers (0.05 and 20,000, not 5×10⁻² and 2×10⁴; below 10⁻⁴ as
+    1e-05). Where only a few powers of ten are in view (one on an x axis, two on a y axis), the minor
+    ticks at 2 and 5 are labelled too, and every minor tick where none is in view or the view spans
+    under half a decade, so that a short axis still has numbers to read and a long one is not
+    crowded."""
     def plain(v, _=None):
-        return f"{v:,.0f}" if v >= 1 else f"{v:g}"
+        return f"{v:,.0f}" if v >= 1 and float(v).is_integer() else f"{v:g}"
 
     def minor(v, _):
         low, high = sorted(axis.get_view_interval())
         if low <= 0 or v <= 0:
             return ""
         powers = np.floor(np.log10(high)) - np.ceil(np.log10(low)) + 1
+        if powers < 1 or np.log10(high / low) < 0.5:
+            return plain(v)
         few = powers <= (1 if isinstance(axis, maxis.XAxis) else 2)
-        return plain(v) if few and round(v / 10 ** np.floor(np.log10(v))) in (2, 5) else ""
+        mantissa = v / 10 ** np.floor(np.log10(v))
+        return plain(v) if few and np.isclose(mantissa, [2, 5]).any() else ""
 
     axis.set_major_formatter(FuncFormatter(plain))
     axis.set_minor_formatter(FuncFormatter(minor))

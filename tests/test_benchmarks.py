@@ -88,3 +88,26 @@ def test_resume_keeps_the_rows_of_this_device_and_measures_the_rest(bench, tmp_p
     second = json.loads(out.read_text())
     assert second["cases"][0] == ensemble  # kept, with the file's device filled in
     assert second["cases"][1]["device"] == here and second["cases"][1]["sizes"]["epochs"] == 3
+
+
+def test_resume_keeps_rows_after_the_last_measured_one_and_each_case_once(bench, tmp_path, capsys,
+                                                                          monkeypatch):
+    def three_rows(device, args):  # a stand-in case whose rows cost nothing to time
+        for name in ("A", "B", "C"):
+            yield "analysis", name, lambda: ({"stand-in": True}, lambda: None, lambda: None)
+    monkeypatch.setitem(bench.BUILDERS, "analysis", three_rows)
+    out = tmp_path / "results.json"
+    run = ["--device", "cpu", "--repeats", "1", "--output", str(out), "--only", "analysis"]
+    bench.main(run + ["analysis"])  # the case named twice: measured once
+    first = json.loads(out.read_text())["cases"]
+    assert [r["name"] for r in first] == ["A", "B", "C"]
+    out.write_text(json.dumps({"cases": [{**first[0], "device": "cuda (another GPU)"}] + first[1:]}))
+    capsys.readouterr()
+    bench.main(run + ["--resume"])
+    second = json.loads(out.read_text())["cases"]
+    assert [r["name"] for r in second] == ["A", "B", "C"]
+    assert second[0]["device"] != "cuda (another GPU)" and second[1:] == first[1:]
+    assert "(1 rows measured, 2 kept)" in capsys.readouterr().out
+    before = out.read_text()
+    bench.main(run + ["--resume"])
+    assert out.read_text() == before and "nothing measured" in capsys.readouterr().out

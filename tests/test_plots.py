@@ -24,6 +24,10 @@ def labels(axis, low, high):
      {"5,000", "10,000", "20,000", "50,000", "100,000", "200,000"}),
     # below 1, plain decimals
     (0.02, 0.25, {"0.02", "0.05", "0.1", "0.2"}, {"0.02", "0.05", "0.1", "0.2"}),
+    # no power of ten in view, or under half a decade: every minor tick, each its own number
+    (250, 900, {f"{v}" for v in range(300, 1000, 100)}, {f"{v}" for v in range(300, 1000, 100)}),
+    (1.55, 2.35, {"1.6", "1.7", "1.8", "1.9", "2", "2.1", "2.2", "2.3"},
+     {"1.6", "1.7", "1.8", "1.9", "2", "2.1", "2.2", "2.3"}),
 ])
 def test_log_axes_are_labelled_in_plain_numbers(low, high, x_labels, y_labels):
     fig, ax = plt.subplots(figsize=(4, 3))
