@@ -3,7 +3,9 @@
     python benchmarks/run.py [--device auto] [--repeats 5] [--only ensemble mnist-epoch ...]
 
 Each case times a baseline (written the way a competent user of plain PyTorch writes it) and hw1lib,
-one warm-up run each, then the median of `--repeats` runs, and prints both times and their ratio.
+after a warm-up each, then the median of `--repeats` runs, and prints both times and their ratio. A
+baseline that loops over runs, nets or images warms up on the first of them: that loads what the
+loop needs (kernels, cuDNN's choices, the allocator's blocks) as well as the whole loop would.
 Everything goes to benchmarks/results-<device type>.json (cpu or cuda), sizes included, each row with
 the device and torch it was measured with; `--resume` measures only the rows that file lacks for
 this device (a run cut off part way, or one case at a time within a lent GPU machine's time).
@@ -60,9 +62,10 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, repeats, device) -> dict:
-    """One warm-up call, then `repeats` timed calls; their median and all of them, in seconds."""
-    fn()
+def timed(fn, repeats, device, warmup=None) -> dict:
+    """One warm-up call (of `warmup`, else of fn), then `repeats` timed calls of fn; their median and
+    all of them, in seconds."""
+    (warmup or fn)()
     sync(device)
     times = []
     for _ in range(repeats):
@@ -157,7 +160,8 @@ def case_ensemble(device, args):
     yield "ensemble", "1.2c net, 100 members", lambda: (
         {"epochs": args.ensemble_epochs, "points": 500},
         lambda: [train(NET_12C, x, y, seed=s, **common) for s in seeds],
-        lambda: train_ensemble(NET_12C, seeds, x, y, cuda_graph=True, **common))
+        lambda: train_ensemble(NET_12C, seeds, x, y, cuda_graph=True, **common),
+        lambda: train(NET_12C, x, y, seed=seeds[0], **common))
 
 
 def case_mnist_epoch(device, args):
@@ -176,15 +180,21 @@ def case_mnist_epoch(device, args):
                                       task="classification", epochs=1, lr=1e-3, batch_size=128,
                                       cuda_graph=True)  # a graph per step, dropout masks included
 
+    trials = {}  # a net's spec → seconds per worker count: each net tried once
+
     def prepare(spec, members):
-        trial = {w: timed(lambda w=w: loader_epoch(spec, 0, dataset, device, w), 1, device)["median"]
-                 for w in candidates}
+        key = json.dumps(spec, sort_keys=True)
+        if key not in trials:
+            trials[key] = {w: timed(lambda w=w: loader_epoch(spec, 0, dataset, device, w), 1,
+                                     device)["median"] for w in candidates}
+        trial = trials[key]
         workers = min(trial, key=trial.get)  # the baseline gets its faster worker count
         runs = [0] if members is None else members
         return ({"batch_size": 128, "members": len(runs), "dataloader_workers": workers,
                  "dataloader_trial_seconds": trial},
                 lambda: [loader_epoch(spec, s, dataset, device, workers) for s in runs],
-                ours(spec, members))
+                ours(spec, members),
+                lambda: loader_epoch(spec, runs[0], dataset, device, workers))
 
     for name, spec, members in (("MLP 784-500-50-10", MLP, None), ("1.1b CNN (5 dense)", cnn, None),
                                 (f"1.1b CNN, {len(seeds)} seeds", cnn, seeds)):
@@ -208,8 +218,11 @@ def case_function_fit(device, args):
             train_ensemble(spec, [seed for _, seed in jobs], x, [targets[f] for f, _ in jobs],
                            task="regression", epochs=epochs, lr=s["lr"][role],
                            weight_decay=s["weight_decay"], cuda_graph=True)
+    role, spec = next(iter(s["models"].items()))
+    f, seed = jobs[0]
     yield "function-fit", f"1.1a full: 3 nets × {len(jobs)} runs", lambda: (
-        {"epochs": epochs, "runs": 3 * len(jobs)}, baseline, ours)
+        {"epochs": epochs, "runs": 3 * len(jobs)}, baseline, ours,
+        lambda: eager_fit(spec, x, targets[f], seed, epochs, s["lr"][role], s["weight_decay"]))
 
 
 def case_analysis(device, args):
@@ -220,7 +233,8 @@ def case_analysis(device, args):
     yield "analysis", "Hessian + eigvalsh, 100 1.2c nets", lambda: (
         {"nets": 100, "parameters": thetas.shape[1], "points": 500},
         lambda: hessian_loop(ens, thetas, x, y),
-        lambda: hessian_eigenvalues(loss, thetas, x, y))
+        lambda: hessian_eigenvalues(loss, thetas, x, y),
+        lambda: hessian_loop(ens, thetas[:1], x, y))
 
     spec = settings("1.3-sensitivity", "full")["model"]
     torch.manual_seed(0)
@@ -229,7 +243,8 @@ def case_analysis(device, args):
     yield "analysis", "input sensitivity, 1.3d MLP", lambda: (
         {"images": len(images)},
         lambda: sensitivity_loop(model, images),
-        lambda: input_sensitivity(model, images))
+        lambda: input_sensitivity(model, images),
+        lambda: sensitivity_loop(model, images[:1]))
 
 
 BUILDERS = {"ensemble": case_ensemble, "mnist-epoch": case_mnist_epoch,
@@ -283,8 +298,9 @@ def main(argv=None):
                 rows.append(measured[group, name])
                 print(f"{group:13s} {name:36s} kept from {measured[group, name].get('written', 'before')}")
                 continue
-            sizes, baseline, ours = prepare()
-            t_base, t_ours = timed(baseline, args.repeats, device), timed(ours, args.repeats, device)
+            sizes, baseline, ours, warmup = prepare()
+            t_base = timed(baseline, args.repeats, device, warmup)
+            t_ours = timed(ours, args.repeats, device)
             ratio = t_base["median"] / t_ours["median"]
             rows.append({"case": group, "name": name, "device": here, "torch": torch.__version__,
                          "sizes": sizes, "baseline_seconds": t_base, "hw1lib_seconds": t_ours,

@@ -94,7 +94,7 @@ def test_resume_keeps_rows_after_the_last_measured_one_and_each_case_once(bench,
                                                                           monkeypatch):
     def three_rows(device, args):  # a stand-in case whose rows cost nothing to time
         for name in ("A", "B", "C"):
-            yield "analysis", name, lambda: ({"stand-in": True}, lambda: None, lambda: None)
+            yield "analysis", name, lambda: ({"stand-in": True}, lambda: None, lambda: None, None)
     monkeypatch.setitem(bench.BUILDERS, "analysis", three_rows)
     out = tmp_path / "results.json"
     run = ["--device", "cpu", "--repeats", "1", "--output", str(out), "--only", "analysis"]
@@ -111,3 +111,13 @@ def test_resume_keeps_rows_after_the_last_measured_one_and_each_case_once(bench,
     before = out.read_text()
     bench.main(run + ["--resume"])
     assert out.read_text() == before and "nothing measured" in capsys.readouterr().out
+
+
+def test_the_warm_up_runs_once_before_the_timed_calls(bench):
+    calls = []
+    times = bench.timed(lambda: calls.append("timed"), 3, torch.device("cpu"),
+                        warmup=lambda: calls.append("warm-up"))
+    assert calls == ["warm-up", "timed", "timed", "timed"] and len(times["times"]) == 3
+    calls.clear()
+    bench.timed(lambda: calls.append("timed"), 2, torch.device("cpu"))  # no warm-up of its own
+    assert calls == ["timed"] * 3
