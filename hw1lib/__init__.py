@@ -2,8 +2,10 @@
 
 Notebooks call into this package; it never plots inside training code and never reads a notebook.
 """
+from contextlib import contextmanager
 from pathlib import Path
 import os
+import warnings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,3 +17,14 @@ class Hw1Error(Exception):
 def results_root() -> Path:
     """Where run results live: $HW1_RESULTS_DIR, else <project>/results."""
     return Path(os.environ.get("HW1_RESULTS_DIR", PROJECT_ROOT / "results"))
+
+
+@contextmanager
+def without_torch_jit_warning():
+    """torch's forward-mode AD (torch.func.jvp, hessian) loads its decompositions through
+    torch.jit.script on first use, which warns that torch.jit.script is deprecated: a warning about
+    torch's own internals, which nothing here can act on, so it is silenced where those are called."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
+                                category=FutureWarning)
+        yield

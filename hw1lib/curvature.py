@@ -14,7 +14,7 @@ import torch
 from torch.func import functional_call, grad, hessian, jacrev, vmap
 from tqdm.auto import tqdm
 
-from . import Hw1Error
+from . import Hw1Error, without_torch_jit_warning
 from .ensemble import Ensemble, member_losses
 from .train import show_progress, task_loss
 
@@ -61,7 +61,8 @@ def hessians(loss: Callable, theta: torch.Tensor, x, y) -> torch.Tensor:
     1.2c net on 500 points (benchmarks/run.py, 2 cores) that took 3.9 s, eigenvalues included,
     against 4.7 s for per-net forward-over-reverse and about 16 s for all nets at once."""
     if theta.device.type != "cpu":
-        return vmap(hessian(loss), in_dims=(0, None, None))(theta, x, y)
+        with without_torch_jit_warning():
+            return vmap(hessian(loss), in_dims=(0, None, None))(theta, x, y)
     samples = x.shape[0] if isinstance(x, torch.Tensor) else 1
     rows = min(theta.shape[1], max(1, _CACHE_ROWS // samples))
     second = jacrev(jacrev(loss), chunk_size=rows)

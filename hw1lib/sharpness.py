@@ -12,7 +12,7 @@ from torch import nn
 from torch.func import functional_call, grad, jacrev, jvp, vmap
 from tqdm.auto import tqdm
 
-from . import Hw1Error
+from . import Hw1Error, without_torch_jit_warning
 from .train import show_progress
 
 
@@ -60,7 +60,8 @@ def top_hessian_eigenvalue(model: nn.Module, x: torch.Tensor, y: torch.Tensor, i
     v = normalized(v)
     value = 0.0
     for _ in range(iterations):
-        hv = jvp(grad(loss), (params,), (v,))[1]
+        with without_torch_jit_warning():
+            hv = jvp(grad(loss), (params,), (v,))[1]
         value = sum((a.double() * b.double()).sum() for a, b in zip(v.values(), hv.values())).item()
         v = normalized(hv)
     return value

@@ -94,3 +94,18 @@ def test_epsilon_sharpness_of_a_monotone_loss_is_the_rise_at_the_boxs_corner():
     base = np.log1p(np.exp(w1 - w0))
     top = np.log1p(np.exp(corner1 - corner0))
     assert epsilon_sharpness(model, x, y, epsilon, steps=6) == pytest.approx(100 * (top - base) / (1 + base), rel=1e-6)
+
+
+def test_forward_mode_hessian_products_do_not_print_torchs_jit_warning():
+    # the warning comes once per process, when forward AD first loads: a fresh process shows it
+    import subprocess
+    import sys
+    code = ("import torch\n"
+            "from hw1lib.models import build_model\n"
+            "from hw1lib.sharpness import top_hessian_eigenvalue\n"
+            "torch.manual_seed(0)\n"
+            "model = build_model({'kind': 'mlp', 'widths': [5, 4, 3], 'activation': 'tanh'})\n"
+            "top_hessian_eigenvalue(model, torch.randn(8, 5), torch.randint(0, 3, (8,)), iterations=2)\n")
+    run = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
