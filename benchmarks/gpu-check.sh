@@ -83,14 +83,19 @@ for step in ${STEPS:-tests report benchmarks}; do
         attempt "run-$e" "$py" -m hw1lib run "$e" --profile "$profile" --device "$device"
       done ;;
     benchmarks)
-      # 2,000 function-fit epochs, not 20,000: the baseline's 600,000 eager steps alone would take
-      # most of a call. The JSON records the sizes.
+      # Sizes chosen so that every row fits one session's device time (the JSON records them):
+      # 100 ensemble epochs, not the CPU's 200: at 200, six loops of 100 train() runs (then one as
+      # the warm-up, five timed) did not finish in 225 s on an H200, so a single-run epoch takes at
+      # least 1.9 ms there and the five timed loops alone would take over 3 minutes; 500 function-fit
+      # epochs, not 20,000, because the baseline's eager steps with a read-back each take about a
+      # millisecond, and 6 × 30 runs × 20,000 of them would be an hour. Expected on an H200:
+      # ensemble ~2 min, the CNN's 5 seeds ~2 min, analysis 2–4 min, function-fit ~1.5 min.
       # --resume: rows already in the committed results file for this very GPU, or measured by an
       # earlier call on this machine before a cut-off, are kept, not measured again
       [ -e "$state/results-$device.json" ] || cp "benchmarks/results-$device.json" "$state/" 2>/dev/null
       for c in ${CASES:-ensemble mnist-epoch analysis function-fit}; do
         attempt "benchmark-$c" "$py" benchmarks/run.py --device "$device" --repeats 5 --only "$c" \
-          --function-epochs 2000 --resume --output "$state/results-${device}.json"
+          --ensemble-epochs 100 --function-epochs 500 --resume --output "$state/results-${device}.json"
       done ;;
     *) echo "unknown step: $step" >&2; exit 2 ;;
   esac
