@@ -85,8 +85,9 @@ for step in ${STEPS:-tests report benchmarks}; do
     benchmarks)
       # Sizes chosen so that every row fits one session's device time (the JSON records them):
       # 100 ensemble epochs, not the CPU's 200: at 200, six loops of 100 train() runs (then one as
-      # the warm-up, five timed) did not finish in 225 s on an H200, so a single-run epoch takes at
-      # least 1.9 ms there and the five timed loops alone would take over 3 minutes; 500 function-fit
+      # the warm-up, five timed) and hw1lib's side did not finish in 225 s on an H200, so a
+      # single-run epoch takes about 1.9 ms there or more, and five timed loops at 200 epochs would
+      # take over 3 minutes; 500 function-fit
       # epochs, not 20,000, because the baseline's eager steps with a read-back each take about a
       # millisecond, and 6 × 30 runs × 20,000 of them would be an hour. Expected on an H200:
       # ensemble ~2 min, the CNN's 5 seeds ~2 min, analysis 2–4 min, function-fit ~1.5 min.
