@@ -188,7 +188,8 @@ EXPERIMENTS = {
         "scale": {  # sharpness on the first `sharpness_images` training images
             "full": {"epochs": 10, "seeds": 3, "train_size": None, "sharpness_images": 10_000},
             "quick": {"epochs": 5, "seeds": 2, "train_size": 5000, "sharpness_images": 2000},
-            "smoke": {"epochs": 1, "seeds": 2, "train_size": 500, "sharpness_images": 300},
+            # 2,048: the largest batch is one full-batch step, the others several
+            "smoke": {"epochs": 1, "seeds": 2, "train_size": 2048, "sharpness_images": 300},
         },
     },
 }

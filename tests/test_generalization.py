@@ -194,3 +194,15 @@ def test_stored_models_reproduce_the_stated_sensitivity_and_test_accuracy(runs):
     for b, g in se.runs.groupby("batch_size"):
         assert table[b]["sensitivity"]["mean"] == pytest.approx(g["sensitivity"].mean())
         assert table[b]["top_eigenvalue"]["max"] == pytest.approx(g["top_eigenvalue"].max())
+
+
+def test_a_sweep_with_two_batch_sizes_covering_all_training_images_is_refused():
+    from hw1lib.experiments.generalization import _sensitivity_jobs
+    from hw1lib.profiles import PROFILES, settings
+
+    s = settings("1.3-sensitivity", "smoke")
+    s["train_size"] = 500  # 512 and 2,048 would each be one full-batch step: the same models twice
+    with pytest.raises(Hw1Error, match="batch sizes 512 and 2,048 both cover all 500 training images"):
+        _sensitivity_jobs(s)
+    for profile in PROFILES:  # every profile's own sweep trains distinct models
+        assert len(_sensitivity_jobs(settings("1.3-sensitivity", profile))) == len(s["batch_sizes"])

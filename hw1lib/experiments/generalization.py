@@ -281,6 +281,11 @@ SHARPNESS = ("sensitivity", "epsilon_sharpness", "top_eigenvalue")
 
 
 def _sensitivity_jobs(s: dict) -> list[dict]:
+    whole = [b for b in s["batch_sizes"] if s["train_size"] and b >= s["train_size"]]
+    if len(whole) > 1:  # each of them one full-batch step per epoch: the same models twice
+        raise Hw1Error(f"batch sizes {' and '.join(f'{b:,}' for b in whole)} both cover all "
+                       f"{s['train_size']:,} training images, so they would train the same models; "
+                       f"use a train_size above {whole[-2]:,}")
     return grid(batch_size=s["batch_sizes"])
 
 
