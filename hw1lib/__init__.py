@@ -15,8 +15,8 @@ class Hw1Error(Exception):
 
 
 def results_root() -> Path:
-    """Where run results live: $HW1_RESULTS_DIR, else <project>/results."""
-    return Path(os.environ.get("HW1_RESULTS_DIR", PROJECT_ROOT / "results"))
+    """Where run results live: $HW1_RESULTS_DIR, else (unset or empty) <project>/results."""
+    return Path(os.environ.get("HW1_RESULTS_DIR") or PROJECT_ROOT / "results")
 
 
 @contextmanager

@@ -82,8 +82,12 @@ def minimal_ratio(eigenvalues: torch.Tensor, rel_tol: float) -> dict:
     of positive eigenvalues); also #negative (λ < −tol), #near zero (|λ| ≤ tol) and
     positive / (positive + negative), which leaves the flat directions out.
     """
-    if not rel_tol > 0:
-        raise Hw1Error(f"rel_tol must be positive, got {rel_tol}")
+    if isinstance(rel_tol, bool) or not isinstance(rel_tol, (int, float)) or not 0 < rel_tol < 1:
+        raise Hw1Error(f"rel_tol must be a number between 0 and 1 (a share of max|λ|), got {rel_tol!r}")
+    if not isinstance(eigenvalues, torch.Tensor) or eigenvalues.dim() < 1 or eigenvalues.shape[-1] == 0:
+        raise Hw1Error("eigenvalues must be a tensor (..., P) with P ≥ 1 eigenvalues per row")
+    if not torch.isfinite(eigenvalues).all():
+        raise Hw1Error("eigenvalues contain NaN or infinity: the Hessian was not finite")
     tol = rel_tol * eigenvalues.abs().amax(-1, keepdim=True)
     positive = (eigenvalues > tol).sum(-1)
     negative = (eigenvalues < -tol).sum(-1)

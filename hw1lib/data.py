@@ -177,6 +177,10 @@ _loaded: dict[tuple, MNIST] = {}
 
 def load_mnist(device: str | torch.device = "cpu", folder: Path | None = None) -> MNIST:
     """Load verified MNIST onto `device`, normalized with the training set's own mean and std."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise Hw1Error(f"unknown device {device!r}; use 'cpu', 'cuda' or a torch.device") from None
     folder = check_data_folder(Path(folder or data_dir())).resolve()
     key = (folder, str(device))
     if key in _loaded:

@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 
 from . import Hw1Error
 from .models import build_model
-from .train import (TASKS, TrainingDiverged, make_optimizer, show_progress, shuffle_seed)
+from .train import (TASKS, TrainingDiverged, check_arguments, check_data, check_test, make_optimizer,
+                    show_progress, shuffle_seed)
 
 # forward(params, x) → outputs of every member, shaped (members, batch, ...)
 Forward = Callable[[dict, torch.Tensor], torch.Tensor]
@@ -215,9 +216,17 @@ def _as_member_data(value, members: int, name: str):
     """(tensor, shared) from a tensor shared by every member or a sequence with one per member."""
     if isinstance(value, torch.Tensor):
         return value, True
-    value = list(value)
+    if not isinstance(value, (list, tuple)):
+        raise Hw1Error(f"{name} must be a torch.Tensor or a list with one per member, got "
+                       f"{type(value).__name__}")
     if len(value) != members:
         raise Hw1Error(f"{name}: got {len(value)} tensors for {members} members")
+    if not all(isinstance(v, torch.Tensor) for v in value):
+        raise Hw1Error(f"{name}: every member's data must be a torch.Tensor")
+    shapes = {tuple(v.shape) for v in value}
+    if len(shapes) > 1:
+        raise Hw1Error(f"{name}: the members' tensors differ in shape {sorted(shapes)}; an ensemble "
+                       f"needs one shape for all")
     return torch.stack(value), False
 
 
@@ -330,16 +339,15 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     Adam then keeps its step count on the GPU (`capturable=True`) and computes its update in
     another order: results agree with eager training to float rounding, not bit for bit.
     """
-    if task not in TASKS:
-        raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-    if epochs < 1:
-        raise Hw1Error(f"epochs must be at least 1, got {epochs}")
+    check_arguments(task=task, epochs=epochs, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                    batch_size=batch_size, loss_threshold=loss_threshold)
+    if isinstance(seeds, (int, str, torch.Tensor)) or not hasattr(seeds, "__iter__"):
+        raise Hw1Error(f"seeds must be a sequence of whole numbers ≥ 0 (e.g. range(3)), got {seeds!r}")
+    seeds = list(seeds)
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
         raise Hw1Error(f"eval_every must be a whole number ≥ 1, got {eval_every!r}")
     if eval_every > 1 and loss_threshold is not None:
         raise Hw1Error("a loss threshold is checked after every epoch: use eval_every=1 with it")
-    if batch_size is not None and batch_size < 1:
-        raise Hw1Error(f"batch_size must be at least 1 (or None for full batch), got {batch_size}")
     if sync_every is not None and (isinstance(sync_every, bool) or not isinstance(sync_every, int)
                                    or sync_every < 1):
         raise Hw1Error(f"sync_every must be a whole number ≥ 1, got {sync_every!r}")
@@ -364,6 +372,13 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     if shared_y and not shared_x:
         y_all = y_all.expand(members, *y_all.shape)
     shared = shared_x  # from here on inputs and targets are either both shared or both per member
+    sample = x_all if shared else x_all[0]
+    shape = tuple(ens.base(sample[:1].to("meta")).shape[1:]) if sample.dim() and len(sample) else ()
+    for i in range(1 if shared else members):
+        check_data(task, x_all if shared else x_all[i], y_all if shared else y_all[i], shape,
+                   "training set" if shared else f"training set of member {i}", device=ens.device)
+    if test is not None:
+        check_data(task, *check_test(test), shape, "test set", device=ens.device)
     n = x_all.shape[0] if shared else x_all.shape[1]
     full_batch = batch_size is None or batch_size >= n
     classification = task == "classification"

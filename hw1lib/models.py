@@ -1,6 +1,9 @@
 """Models: an MLP built from a list of widths, the small MNIST CNNs, and a parameter counter."""
 from __future__ import annotations
 
+import inspect
+import numbers
+
 import torch
 from torch import nn
 
@@ -15,6 +18,12 @@ def _activation(name: str) -> type[nn.Module]:
     return ACTIVATIONS[name]
 
 
+def _positive_ints(values, at_least: int) -> bool:
+    """True for a list or tuple of at least `at_least` whole numbers ≥ 1."""
+    return (isinstance(values, (list, tuple)) and len(values) >= at_least
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values))
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -26,8 +35,8 @@ class MLP(nn.Sequential):
     """
 
     def __init__(self, widths: list[int], activation: str = "relu"):
-        if len(widths) < 2 or any(int(w) < 1 for w in widths):
-            raise Hw1Error(f"an MLP needs at least two positive widths, got {widths}")
+        if not _positive_ints(widths, 2):
+            raise Hw1Error(f"an MLP needs at least two positive whole-number widths, got {widths!r}")
         act = _activation(activation)
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -47,6 +56,14 @@ class CNN(nn.Sequential):
 
     def __init__(self, channels: list[int], dense_widths: list[int], kernel_size: int = 4,
                  dropout: float = 0.25, image_size: int = 28, classes: int = 10):
+        if not _positive_ints(channels, 1):
+            raise Hw1Error(f"a CNN needs one or more positive whole-number channel counts, got {channels!r}")
+        if not _positive_ints(dense_widths, 0):
+            raise Hw1Error(f"dense_widths must be positive whole numbers (or empty), got {dense_widths!r}")
+        if not _positive_ints([kernel_size], 1):
+            raise Hw1Error(f"kernel_size must be a positive whole number, got {kernel_size!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+            raise Hw1Error(f"dropout must be a probability in [0, 1), got {dropout!r}")
         layers: list[nn.Module] = []
         size, fan_in = image_size, 1
         for c in channels:
@@ -69,11 +86,18 @@ def build_model(spec: dict) -> nn.Module:
     """A model from a JSON-able spec: {"kind": "mlp", "widths": [...], "activation": ...} or
     {"kind": "cnn", "channels": [...], "dense_widths": [...], "kernel_size": 4, "dropout": 0.25};
     a "label" (how figures name it) is ignored."""
+    if not isinstance(spec, dict):
+        raise Hw1Error(f"a model spec is a dict such as {{'kind': 'mlp', 'widths': [1, 10, 1]}}, got "
+                       f"{type(spec).__name__}")
     spec = dict(spec)
     kind = spec.pop("kind", None)
     spec.pop("label", None)  # display only
-    if kind == "mlp":
-        return MLP(**spec)
-    if kind == "cnn":
-        return CNN(**spec)
-    raise Hw1Error(f"unknown model kind {kind!r}; valid: mlp, cnn")
+    classes = {"mlp": MLP, "cnn": CNN}
+    if kind not in classes:
+        raise Hw1Error(f"unknown model kind {kind!r}; valid: mlp, cnn")
+    accepted = [p for p in inspect.signature(classes[kind]).parameters]
+    unknown = sorted(set(spec) - set(accepted))
+    if unknown:
+        raise Hw1Error(f"unknown key(s) {', '.join(map(repr, unknown))} in a {kind} spec; valid: "
+                       f"kind, label, {', '.join(accepted)}")
+    return classes[kind](**spec)

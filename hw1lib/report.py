@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import html
-import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -43,9 +42,11 @@ VERSIONED = ("torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "sea
              "nbconvert")
 
 
-def report_path(out_dir: Path, profile: str, suffix: str = ".html") -> Path:
-    """Each profile renders to its own file, so a smoke run never replaces the quick report."""
-    return Path(out_dir) / f"hw1-report-{profile}{suffix}"
+def report_path(out_dir: Path, profile: str, suffix: str = ".html", sections: list[str] | None = None) -> Path:
+    """Each profile renders to its own file, so a smoke run never replaces the quick report, and a
+    report of some sections to its own (hw1-report-quick-1.1.html), so it never replaces the whole."""
+    part = "".join(f"-{s}" for s in sections or [])
+    return Path(out_dir) / f"hw1-report-{profile}{part}{suffix}"
 
 
 def select_notebooks(sections: list[str] | None = None) -> list[Path]:
@@ -237,13 +238,12 @@ def experiment_times(profile: str, experiments: list[str]) -> str:
              "training what was missing plus loading the rest):", "",
              "| experiment | device | runs | training | this call |", "|---|---|---|---:|---:|"]
     for experiment in experiments:
-        path = results.experiment_dir(profile, experiment) / "summary.json"
-        if not path.exists():
+        summary = results.read_summary(profile, experiment)
+        if summary is None:
             lines.append(f"| {experiment} | not run | | | |")
             continue
-        summary = json.loads(path.read_text())
         t = summary.get("timing")
-        if t is None:
+        if not isinstance(t, dict) or not {"runs", "trained_now", "train_seconds", "wall_seconds"} <= set(t):
             lines.append(f"| {experiment} | {summary.get('device', '?')} | | not recorded | |")
             continue
         lines.append(f"| {experiment} | {summary['device']} | {t['runs']} ({t['trained_now']} trained now) "
@@ -426,7 +426,8 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
             device_type, device_text = resolved.type, device_description(resolved)
         jobs = jobs if jobs is not None else (len(notebooks) if device_type == "cuda" else 1)
         if device_type == "cpu" and backend == "local" and min(jobs, len(notebooks)) > 1:
-            device_text = f"cpu ({kernel_threads(min(jobs, len(notebooks)))} threads per notebook)"
+            threads = kernel_threads(min(jobs, len(notebooks)))
+            device_text = f"cpu ({threads} thread{'' if threads == 1 else 's'} per notebook)"
         from .experiments.core import default_profile
 
         profile = check_profile(profile or default_profile(device, backend, address))
@@ -452,6 +453,8 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     page = render_html(executed, front_page(profile, device_text, seed, timings, table,
                                             experiment_times(profile, chosen),
                                             (min(jobs, len(notebooks)), wall)))
-    html_path = report_path(out_dir, profile)
+    every = [e.section for e in in_order]
+    part = sorted(set(sections), key=every.index) if sections and set(every) - set(sections) else None
+    html_path = report_path(out_dir, profile, sections=part)
     pdf_path = write_report_files(page, html_path, pdf)
     return {"html": html_path, "pdf": pdf_path, "timings": timings, "profile": profile}

@@ -259,6 +259,23 @@ def save_torch_atomic(path: Path, obj) -> None:
         raise
 
 
+def read_summary(profile: str, experiment: str) -> dict | None:
+    """An experiment's summary.json, or None where there is none; a file that is not a JSON object
+    (edited by hand, or cut short outside this code) is a one-line error saying how to rewrite it."""
+    path = experiment_dir(profile, experiment) / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        summary = exc
+    if not isinstance(summary, dict):
+        why = f"({summary})" if isinstance(summary, Exception) else "(not a JSON object)"
+        raise Hw1Error(f"{path} is unreadable {why}; rewrite it with `python -m hw1lib run "
+                       f"{experiment} --profile {profile}` (stored runs are reused)")
+    return summary
+
+
 def write_summary(profile: str, experiment: str, summary: dict) -> Path:
     path = experiment_dir(profile, experiment) / "summary.json"
     write_json_atomic(path, summary)

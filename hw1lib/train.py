@@ -15,7 +15,9 @@ copies of the loop: recording gradient norms, snapshotting weights, switching th
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -76,12 +78,21 @@ def matmul_precision(device: torch.device, tf32: bool):
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
 
 
 def show_progress() -> bool:
-    """Progress bars are for people: off in CI and in batch runs that set HW1_PROGRESS=0."""
-    return os.environ.get("HW1_PROGRESS", "1") != "0" and os.environ.get("CI", "").lower() != "true"
+    """Progress bars are for people: on in a Jupyter kernel and on a terminal; off in CI, in batch
+    runs that set HW1_PROGRESS=0 and where the output goes to a file or a pipe (redrawn bars would
+    fill it with carriage returns). HW1_PROGRESS=1 forces them on."""
+    setting = os.environ.get("HW1_PROGRESS")
+    if setting == "0" or os.environ.get("CI", "").lower() == "true":
+        return False
+    if setting == "1":
+        return True
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return hasattr(shell, "kernel") or sys.stderr.isatty()
 
 
 def task_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -181,6 +192,83 @@ class Callback:
         pass
 
 
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)) and bool(np.isfinite(value))
+
+
+def check_arguments(*, task: str, epochs, lr, weight_decay, momentum, batch_size,
+                    loss_threshold) -> None:
+    """One-line errors for the scalar settings of a run, before anything is built."""
+    if task not in TASKS:
+        raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    if not _whole(epochs) or epochs < 1:
+        raise Hw1Error(f"epochs must be a whole number ≥ 1, got {epochs!r}")
+    if not _number(lr) or lr <= 0:
+        raise Hw1Error(f"lr must be a positive number, got {lr!r}")
+    if not _number(weight_decay) or weight_decay < 0:
+        raise Hw1Error(f"weight_decay must be a number ≥ 0, got {weight_decay!r}")
+    if not _number(momentum) or not 0 <= momentum < 1:
+        raise Hw1Error(f"momentum must be a number in [0, 1), got {momentum!r}")
+    if batch_size is not None and (not _whole(batch_size) or batch_size < 1):
+        raise Hw1Error(f"batch_size must be a whole number ≥ 1 (or None for full batch), got {batch_size!r}")
+    if loss_threshold is not None and (not _number(loss_threshold) or loss_threshold < 0):
+        raise Hw1Error(f"loss_threshold must be a number ≥ 0 (or None), got {loss_threshold!r}")
+
+
+def check_data(task: str, x, y, output_shape: tuple, name: str = "training set",
+               device: torch.device | None = None) -> None:
+    """One-line errors for data that would otherwise fail deep inside torch or, worse, train on
+    something else: `x` (N, ...) and `y` of the same N, classification labels as integer class
+    indices below the model's number of outputs, regression targets shaped like the model's outputs
+    (a (N,) target against (N, 1) outputs would broadcast to an N × N loss). `output_shape`: the
+    model's output for one sample, without the batch dimension."""
+    for what, t in (("inputs", x), ("targets", y)):
+        if not isinstance(t, torch.Tensor):
+            raise Hw1Error(f"{name}: the {what} must be a torch.Tensor, got {type(t).__name__} "
+                           f"(convert with torch.as_tensor)")
+    if x.dim() < 1 or len(x) == 0:
+        raise Hw1Error(f"{name} is empty (inputs shaped {tuple(x.shape)})")
+    if y.dim() < 1 or len(y) != len(x):
+        raise Hw1Error(f"{name}: {len(x)} inputs but targets shaped {tuple(y.shape)}")
+    if not torch.is_floating_point(x):
+        raise Hw1Error(f"{name}: the inputs must be floating point, got {x.dtype}")
+    if y.device != x.device or (device is not None and x.device != device):
+        raise Hw1Error(f"{name}: inputs on {x.device}, targets on {y.device}"
+                       + (f", the model on {device}" if device is not None else "") + "; move them together")
+    if task == "classification":
+        if y.dim() != 1 or torch.is_floating_point(y) or y.dtype == torch.bool:
+            raise Hw1Error(f"{name}: classification targets must be integer class indices shaped (N,), "
+                           f"got {y.dtype} shaped {tuple(y.shape)}")
+        classes = output_shape[-1] if output_shape else 1
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise Hw1Error(f"{name}: class indices run from {low} to {high}, but the model has "
+                           f"{classes} outputs")
+    elif tuple(y.shape[1:]) != tuple(output_shape):
+        raise Hw1Error(f"{name}: regression targets shaped {tuple(y.shape)}, the model's outputs "
+                       f"{(len(x), *output_shape)}; reshape the targets to match"
+                       + (" (y.unsqueeze(1))" if y.dim() == 1 and tuple(output_shape) == (1,) else ""))
+
+
+def check_test(test) -> tuple:
+    """`test` must be a pair (inputs, targets)."""
+    if not isinstance(test, (tuple, list)) or len(test) != 2:
+        raise Hw1Error(f"test must be a pair (inputs, targets), got {type(test).__name__}"
+                       + (f" of {len(test)}" if isinstance(test, (tuple, list)) else ""))
+    return tuple(test)
+
+
+def output_shape(model: nn.Module, x: torch.Tensor) -> tuple:
+    """The model's output shape for one sample of x, computed on the meta device (no arithmetic)."""
+    with torch.no_grad():
+        return tuple(copy.deepcopy(model).to("meta").eval()(x[:1].to("meta")).shape[1:])
+
+
 def _build(model: dict | Callable[[], nn.Module]) -> nn.Module:
     return build_model(model) if isinstance(model, dict) else model()
 
@@ -197,14 +285,13 @@ def train(model: dict | Callable[[], nn.Module], train_x: torch.Tensor, train_y:
     Returns {"model", "history", "epochs_run", "threshold_epoch"}; history holds one entry per epoch
     of "epoch", "train_loss" [, "train_accuracy"] [, "test_loss" [, "test_accuracy"]].
     """
-    if task not in TASKS:
-        raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-    if epochs < 1:
-        raise Hw1Error(f"epochs must be at least 1, got {epochs}")
+    check_arguments(task=task, epochs=epochs, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                    batch_size=batch_size, loss_threshold=loss_threshold)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise Hw1Error(f"seed must be a whole number ≥ 0, got {seed!r}")
-    if batch_size is not None and batch_size < 1:
-        raise Hw1Error(f"batch_size must be at least 1 (or None for full batch), got {batch_size}")
+    if not isinstance(train_x, torch.Tensor):
+        raise Hw1Error(f"training set: the inputs must be a torch.Tensor, got {type(train_x).__name__} "
+                       f"(convert with torch.as_tensor)")
     device = train_x.device
     # fork_rng restores the caller's global random state afterwards (every GPU's too, since
     # manual_seed reseeds them all); inside, the run's seed rules.
@@ -212,6 +299,10 @@ def train(model: dict | Callable[[], nn.Module], train_x: torch.Tensor, train_y:
     with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         net = _build(model).to(device)
+        shape = output_shape(net, train_x) if isinstance(train_x, torch.Tensor) and len(train_x) else ()
+        check_data(task, train_x, train_y, shape, device=device)
+        if test is not None:
+            check_data(task, *check_test(test), shape, "test set", device=device)
         return _train_loop(net, train_x, train_y, task=task, epochs=epochs, lr=lr, seed=seed,
                            optimizer=make_optimizer(optimizer, net.parameters(), lr, weight_decay,
                                                     momentum),

@@ -9,10 +9,9 @@ it, what this run measured (with the spread over seeds), and a verdict computed 
 """
 from __future__ import annotations
 
-import json
 from typing import Callable
 
-from . import results
+from . import Hw1Error, results
 from .stats import describe_range, scaled, separated
 
 SUPPORTED, CONTRADICTED, NOISE, NOT_COMPARABLE = ("supported", "contradicted", "within seed noise",
@@ -112,9 +111,9 @@ def _gradnorm(s: dict) -> list[dict]:
         verdict, why = CONTRADICTED, f"a seed at or below {far:g} at the threshold"
     return [_row("1.2", "1.2b Gradient norm during training",
                  "When the loss reaches 10⁻³ (epoch ~700) the gradient norm is still far from zero (0.236).",
-                 f"{s['reached']}/{s['seeds']} seeds reached 10⁻³, after "
-                 f"{describe_range(s['threshold_epoch'], '{:,.0f}')} epochs, gradient norm there "
-                 f"{describe_range(g)}", verdict, why)]
+                 f"{s['reached']}/{s['seeds']} seeds reached 10⁻³"
+                 + (f", after {describe_range(s['threshold_epoch'], '{:,.0f}')} epochs, gradient norm "
+                    f"there {describe_range(g)}" if s["reached"] else ""), verdict, why)]
 
 
 def _minimal_ratio(s: dict) -> list[dict]:
@@ -177,8 +176,10 @@ def _params(s: dict) -> list[dict]:
     return [_row("1.3", "1.3b Number of parameters vs generalization",
                  "Train and test loss fall, and accuracy rises, as the number of parameters grows.",
                  f"train loss {describe_range(smallest['train_loss'])} → {describe_range(largest['train_loss'])}; test loss {describe_range(smallest['test_loss'])} at {smallest['params']:,} parameters, "
-                 f"lowest {describe_range(lowest['test_loss'])} at {lowest['params']:,}, "
-                 f"{describe_range(largest['test_loss'])} at {largest['params']:,}", verdict,
+                 + (f"lowest at the largest, {describe_range(largest['test_loss'])} at {largest['params']:,}"
+                    if lowest is largest else
+                    f"lowest {describe_range(lowest['test_loss'])} at {lowest['params']:,}, "
+                    f"{describe_range(largest['test_loss'])} at {largest['params']:,}"), verdict,
                  "a single seed has no spread" if verdict == NOT_COMPARABLE else
                  "the test loss rises again beyond its minimum" if verdict == CONTRADICTED else "")]
 
@@ -240,15 +241,19 @@ def verdicts(profile: str, seed: int = 0, experiments: list[str] | None = None) 
     for experiment, check in CHECKS.items():
         if experiments is not None and experiment not in experiments:
             continue
-        path = results.experiment_dir(profile, experiment) / "summary.json"
-        summary = json.loads(path.read_text()) if path.exists() else None
+        summary = results.read_summary(profile, experiment)
         if summary is None or summary.get("base_seed") != seed:
-            why = (f"no {path.name} for this profile" if summary is None else
+            why = ("no summary.json for this profile" if summary is None else
                    f"its summary.json is of first seed {summary.get('base_seed')}, not {seed}")
             rows.append(_row(experiment.split("-")[0], None, f"(the claims checked by {experiment})",
                              "not run", NOT_COMPARABLE, why))
             continue
-        rows.extend(check(summary))
+        try:
+            rows.extend(check(summary))
+        except (KeyError, IndexError, TypeError) as exc:
+            raise Hw1Error(f"{experiment}'s summary.json lacks what its claims need ({exc!r}): written "
+                           f"by other code? Rewrite it with `python -m hw1lib run {experiment} "
+                           f"--profile {profile}` (stored runs are reused)") from None
     return rows
 
 

@@ -28,8 +28,13 @@ def test_minimal_ratio_of_a_quadratic_with_chosen_eigenvalues():
     assert counts["positive_share_of_curved"].tolist() == pytest.approx([2 / 3, 2 / 3])
     loose = minimal_ratio(eigenvalues, rel_tol=1e-12)  # now 1e-9 is positive
     assert loose["positive"].tolist() == [3, 3]
-    with pytest.raises(Hw1Error, match="rel_tol"):
-        minimal_ratio(eigenvalues, rel_tol=0)
+    for bad in (0, 1, 2, "1e-3", float("nan")):  # 1 and beyond: every eigenvalue would be "near zero"
+        with pytest.raises(Hw1Error, match="rel_tol must be a number between 0 and 1"):
+            minimal_ratio(eigenvalues, rel_tol=bad)
+    with pytest.raises(Hw1Error, match="NaN or infinity"):
+        minimal_ratio(eigenvalues.index_fill(1, torch.tensor([4]), torch.nan), rel_tol=1e-6)
+    with pytest.raises(Hw1Error, match="P ≥ 1 eigenvalues"):
+        minimal_ratio(eigenvalues[:, :0], rel_tol=1e-6)
 
 
 def hand_written_net(theta, x):

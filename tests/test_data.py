@@ -102,3 +102,10 @@ def test_target_functions():
     assert set(s.unique().tolist()) <= {-1.0, 0.0, 1.0}
     with pytest.raises(Exception, match="unknown target function 'cos'; valid: sinc, sign"):
         target_function("cos", 10)
+
+
+def test_an_unknown_device_name_is_one_line_error():
+    from hw1lib import Hw1Error
+
+    with pytest.raises(Hw1Error, match="unknown device 'gpu'; use 'cpu', 'cuda' or a torch.device"):
+        load_mnist("gpu")

@@ -150,3 +150,28 @@ def test_tf32_is_on_for_a_gpu_run_of_an_experiment_that_allows_it_and_restored_a
     # the experiments measuring small relative changes keep full float32 on a GPU
     exact = {"1.1-function", "1.2-gradnorm", "1.2-minimal-ratio", "1.3-sensitivity"}
     assert not any(REGISTRY[e].tf32 for e in exact) and REGISTRY["1.1-mnist"].tf32
+
+
+def test_selecting_curves_or_arrays_by_a_name_no_run_has_is_an_error_not_an_empty_list():
+    import numpy as np
+    import pandas as pd
+
+    from hw1lib import Hw1Error
+    from hw1lib.experiments.core import ExperimentResult
+
+    runs = pd.DataFrame({"model": ["deep", "deep", "shallow"], "seed": [1, 0, 0],
+                         "run_dir": "", "cached": True})
+    history = pd.DataFrame({"model": ["deep"] * 4 + ["shallow"] * 2, "seed": [1, 1, 0, 0, 0, 0],
+                            "epoch": [1, 2] * 3, "train_loss": [0.5, 0.4, 0.9, 0.8, 0.7, 0.6]})
+    stored = [{"arrays": {"w": np.full(2, v)}} for v in (1.0, 0.0, 2.0)]
+    result = ExperimentResult({}, runs, history, {}, stored)
+    assert result.curves("train_loss", model="deep") == [[0.9, 0.8], [0.5, 0.4]]  # seed order
+    assert [a.tolist() for a in result.arrays("w", model="deep")] == [[0.0, 0.0], [1.0, 1.0]]
+    with pytest.raises(Hw1Error, match="no run has model = 'dep'; it has 'deep', 'shallow'"):
+        result.curves("train_loss", model="dep")
+    with pytest.raises(Hw1Error, match="no field 'modle' in this experiment's runs; valid: model, seed"):
+        result.arrays("w", modle="deep")
+    with pytest.raises(Hw1Error, match="no per-epoch metric 'test_loss'; valid: epoch, train_loss"):
+        result.curves("test_loss")
+    with pytest.raises(Hw1Error, match="no stored array 'v'; valid: w"):
+        result.arrays("v")

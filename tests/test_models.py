@@ -1,4 +1,7 @@
+import re
+
 import pytest
+import torch
 
 from hw1lib import Hw1Error
 from hw1lib.models import CNN, MLP, build_model, count_params
@@ -32,7 +35,7 @@ def test_cnn_output_shape():
 
 
 def test_bad_model_settings_are_clear_errors():
-    with pytest.raises(Hw1Error, match="at least two positive widths"):
+    with pytest.raises(Hw1Error, match="at least two positive whole-number widths"):
         MLP([3])
     with pytest.raises(Hw1Error, match="unknown activation 'swish'; valid: relu, leaky_relu, tanh"):
         MLP([1, 2, 1], "swish")
@@ -40,3 +43,26 @@ def test_bad_model_settings_are_clear_errors():
         build_model({"kind": "rnn"})
     with pytest.raises(Hw1Error, match="shrink a 28px image to nothing"):
         CNN([4, 4, 4, 4], [10])
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"kind": "mlp", "widths": [1, 2.7, 1]}, "an MLP needs at least two positive whole-number widths, got [1, 2.7, 1]"),
+    ({"kind": "mlp", "widths": [1, 0, 1]}, "an MLP needs at least two positive whole-number widths"),
+    ({"kind": "mlp", "widths": [1, 4, 1], "activaton": "relu"},
+     "unknown key(s) 'activaton' in a mlp spec; valid: kind, label, widths, activation"),
+    ({"kind": "cnn", "channels": [2], "dense_widths": [0]}, "dense_widths must be positive whole numbers (or empty), got [0]"),
+    ({"kind": "cnn", "channels": [0], "dense_widths": [4]}, "a CNN needs one or more positive whole-number channel counts, got [0]"),
+    ({"kind": "cnn", "channels": [2], "dense_widths": [4], "kernel_size": 0}, "kernel_size must be a positive whole number, got 0"),
+    ({"kind": "cnn", "channels": [2], "dense_widths": [4], "dropout": 1.5}, "dropout must be a probability in [0, 1), got 1.5"),
+    ("mlp", "a model spec is a dict"),
+])
+def test_bad_model_specs_are_one_line_errors(spec, message):
+    with pytest.raises(Hw1Error, match=re.escape(message)):
+        build_model(spec)
+
+
+def test_numpy_whole_numbers_and_an_empty_head_are_valid_specs():
+    import numpy as np
+
+    assert build_model({"kind": "mlp", "widths": [1, np.int64(3), 1]})(torch.zeros(2, 1)).shape == (2, 1)
+    assert build_model({"kind": "cnn", "channels": [2], "dense_widths": []})(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

@@ -160,3 +160,29 @@ def test_a_ray_report_leaves_no_ray_instance_and_no_backend_behind(tmp_path, mon
         assert ray.is_initialized()  # one this process had joined before stays
     finally:
         joined.shutdown()
+
+
+def test_an_address_where_nothing_answers_is_one_line_error_at_once():
+    """Ray's own connection attempt retries for minutes; no Ray needed for this check."""
+    import socket
+    import time
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    core.check_reachable(f"127.0.0.1:{port}")  # something answers: no error
+    core.check_reachable(f"ray://127.0.0.1:{port}")
+    listening.close()
+    started = time.perf_counter()
+    with pytest.raises(Hw1Error, match=f"cannot connect to Ray at 127.0.0.1:{port}: nothing answers"):
+        core.check_reachable(f"127.0.0.1:{port}")
+    assert time.perf_counter() - started < 6
+    with pytest.raises(Hw1Error, match="a Ray address is HOST:PORT"):
+        core.check_reachable("nonsense")
+    for left_to_ray in (None, "", "auto", "local"):
+        core.check_reachable(left_to_ray)
+    need_ray()  # and the command line says so, instead of Ray retrying for minutes
+    done = subprocess.run([sys.executable, "-m", "hw1lib", "run", EXPERIMENT, "--profile", "smoke",
+                           "--backend", "ray", "--address", f"127.0.0.1:{port}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"cannot connect to Ray at 127.0.0.1:{port}: nothing answers" in done.stderr

@@ -198,7 +198,8 @@ def test_smoke_report_end_to_end(tmp_path, results_dir):
     assert re.search(r"all</strong>, 3 notebooks at a time \(wall time\)</td>\s*<td>"
                      r"<strong>[\d,]+ s</strong>", page)
     threads = report.kernel_threads(3)  # each kernel's share, as the device row says
-    assert re.search(rf"<td>device</td>\s*<td>cpu \({threads} threads per notebook\)</td>", page)
+    plural = "s" if threads > 1 else ""
+    assert re.search(rf"<td>device</td>\s*<td>cpu \({threads} thread{plural} per notebook\)</td>", page)
     assert list(out["timings"]) == [nb.stem for nb in report.select_notebooks()]
     notebooks = report.select_notebooks()
     assert notebooks, "no notebooks were rendered"
@@ -328,3 +329,23 @@ def test_the_commit_is_dirty_for_changed_code_but_not_for_a_changed_report(tmp_p
     assert "uncommitted" not in report.git_commit()
     (tmp_path / "code.py").write_text("x = 2")
     assert "uncommitted" in report.git_commit()
+
+
+def test_a_report_of_some_sections_never_replaces_the_whole_one(tmp_path, results_dir, monkeypatch):
+    import shutil
+
+    def copy_unexecuted(pairs, parameters, jobs=1, label=""):  # the notebooks as committed, at once
+        for notebook, executed in pairs:
+            executed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(notebook, executed)
+        return {notebook.stem: 0.0 for notebook, _ in pairs}
+
+    monkeypatch.setattr(report, "execute_notebooks", copy_unexecuted)
+    every = sorted({e.section for e in REGISTRY.values()})
+    whole = report.build_report("smoke", "cpu", pdf=False, out_dir=tmp_path)
+    assert whole["html"].name == "hw1-report-smoke.html"
+    first = report.build_report("smoke", "cpu", sections=[every[0]], pdf=False, out_dir=tmp_path)
+    assert first["html"].name == f"hw1-report-smoke-{every[0]}.html"
+    assert whole["html"].exists() and first["html"].exists()
+    named_all = report.build_report("smoke", "cpu", sections=every[::-1], pdf=False, out_dir=tmp_path)
+    assert named_all["html"].name == "hw1-report-smoke.html"  # every section named is the whole report

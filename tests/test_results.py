@@ -125,3 +125,14 @@ def test_summary_is_written_atomically_and_takes_numpy_numbers(results_dir):
         results.write_summary("quick", "exp", {"x": float("nan")})
     assert [p.name for p in path.parent.iterdir()] == ["summary.json"]
     assert json.loads(path.read_text()) == {"x": 1, "y": 0.5}
+
+
+def test_an_empty_results_variable_means_the_project_folder(monkeypatch, tmp_path):
+    from hw1lib import PROJECT_ROOT, results_root
+
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path))
+    assert results_root() == tmp_path
+    monkeypatch.setenv("HW1_RESULTS_DIR", "")  # e.g. `HW1_RESULTS_DIR= make report`: not the working directory
+    assert results_root() == PROJECT_ROOT / "results"
+    monkeypatch.delenv("HW1_RESULTS_DIR")
+    assert results_root() == PROJECT_ROOT / "results"

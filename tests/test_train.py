@@ -1,5 +1,6 @@
 import importlib
 import math
+import re
 
 import pytest
 import torch
@@ -255,14 +256,75 @@ def test_bad_training_settings_are_clear_errors():
         train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=0, optimizer="rmsprop")
     with pytest.raises(Hw1Error, match="unknown task"):
         train(mlp, x, y, task="ranking", epochs=1, lr=1e-3, seed=0)
-    with pytest.raises(Hw1Error, match="epochs must be at least 1"):
+    with pytest.raises(Hw1Error, match="epochs must be a whole number ≥ 1, got 0"):
         train(mlp, x, y, task="regression", epochs=0, lr=1e-3, seed=0)
-    with pytest.raises(Hw1Error, match="batch_size must be at least 1"):
+    with pytest.raises(Hw1Error, match="batch_size must be a whole number ≥ 1"):
         train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=0, batch_size=0)
     with pytest.raises(Hw1Error, match="seed must be a whole number ≥ 0, got -1"):
         train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=-1)
     with pytest.raises(Hw1Error, match="momentum applies to optimizer 'sgd'"):
         train(mlp, x, y, task="regression", epochs=1, lr=1e-3, seed=0, momentum=0.9)
+
+
+X, Y = regression_problem(32)
+BAD_RUNS = {  # what a user might pass → the start of the one-line error
+    "a (N,) regression target against (N, 1) outputs": (dict(y=Y.squeeze(1)), "training set: regression targets shaped (32,), the model's outputs (32, 1); reshape the targets to match (y.unsqueeze(1))"),
+    "a test target shaped (N,)": (dict(test=(X, Y.squeeze(1))), "test set: regression targets shaped (32,)"),
+    "a test set that is not a pair": (dict(test=(X,)), "test must be a pair (inputs, targets)"),
+    "no samples": (dict(x=X[:0], y=Y[:0]), "training set is empty"),
+    "fewer targets than inputs": (dict(y=Y[:10]), "training set: 32 inputs but targets shaped (10, 1)"),
+    "numpy inputs": (dict(x=X.numpy()), "must be a torch.Tensor"),
+    "integer inputs": (dict(x=X.long()), "the inputs must be floating point"),
+    "float class labels": (dict(task="classification", y=Y.squeeze(1)), "classification targets must be integer class indices"),
+    "a class index beyond the outputs": (dict(task="classification", y=torch.full((32,), 2)), "class indices run from 2 to 2, but the model has 2 outputs"),
+    "a negative learning rate": (dict(lr=-1), "lr must be a positive number, got -1"),
+    "a NaN learning rate": (dict(lr=float("nan")), "lr must be a positive number, got nan"),
+    "fractional epochs": (dict(epochs=2.5), "epochs must be a whole number ≥ 1, got 2.5"),
+    "epochs as text": (dict(epochs="3"), "epochs must be a whole number ≥ 1, got '3'"),
+    "a fractional batch": (dict(batch_size=2.5), "batch_size must be a whole number ≥ 1"),
+    "negative weight decay": (dict(weight_decay=-1), "weight_decay must be a number ≥ 0"),
+    "momentum of 1": (dict(optimizer="sgd", momentum=1.0), "momentum must be a number in [0, 1), got 1.0"),
+    "a threshold as text": (dict(loss_threshold="0.1"), "loss_threshold must be a number ≥ 0"),
+}
+
+
+@pytest.mark.parametrize("trainer", ["train", "train_ensemble"])
+@pytest.mark.parametrize("case", BAD_RUNS)
+def test_bad_data_and_settings_are_one_line_errors_before_training(case, trainer):
+    from hw1lib.ensemble import train_ensemble
+
+    change, message = BAD_RUNS[case]
+    args = {"x": X, "y": Y, "task": "regression", "epochs": 2, "lr": 1e-2, **change}
+    task = args.pop("task")
+    spec = {"kind": "mlp", "widths": [1, 4, 2 if task == "classification" else 1]}
+    x, y = args.pop("x"), args.pop("y")
+    with pytest.raises(Hw1Error, match=re.escape(message)):
+        if trainer == "train":
+            train(spec, x, y, task=task, seed=0, **args)
+        else:
+            train_ensemble(spec, [0, 1], x, y, task=task, **args)
+
+
+def test_ensemble_seeds_and_per_member_data_are_checked():
+    from hw1lib.ensemble import train_ensemble
+
+    spec = {"kind": "mlp", "widths": [1, 4, 1]}
+    run = dict(task="regression", epochs=2, lr=1e-2)
+    with pytest.raises(Hw1Error, match="seeds must be a sequence of whole numbers ≥ 0 \\(e.g. range\\(3\\)\\), got 3"):
+        train_ensemble(spec, 3, X, Y, **run)
+    # a generator is read once, and gives the same members as the list
+    once = train_ensemble(spec, (s for s in [0, 1]), X, Y, **run)
+    listed = train_ensemble(spec, [0, 1], X, Y, **run)
+    assert [m["history"]["train_loss"] for m in once.members] == [m["history"]["train_loss"] for m in listed.members]
+    with pytest.raises(Hw1Error, match="train_x: the members' tensors differ in shape"):
+        train_ensemble(spec, [0, 1], [X, X[:10]], [Y, Y[:10]], **run)
+    with pytest.raises(Hw1Error, match="training set of member 0: regression targets shaped \\(32,\\)"):
+        train_ensemble(spec, [0, 1], X, [Y.squeeze(1), Y.squeeze(1)], **run)
+    labels = torch.zeros(32, dtype=torch.long)
+    with pytest.raises(Hw1Error, match="training set of member 1: class indices run from 0 to 3, but the model has 3"):
+        train_ensemble({"kind": "mlp", "widths": [1, 4, 3]}, [0, 1], X,
+                       [labels, torch.where(torch.arange(32) == 5, 3, labels)],
+                       task="classification", epochs=2, lr=1e-2)
 
 
 def test_device_choice(monkeypatch):
@@ -295,3 +357,34 @@ def test_capturable_adam_takes_the_same_steps_as_adam(monkeypatch):
     plain, capturable = fit(False), fit(True)  # capturable: the multi-tensor path, as on a GPU
     assert not torch.equal(plain, w0)
     assert (capturable - plain).abs().max() < 1e-13 * plain.abs().max()
+
+
+def test_progress_bars_show_on_a_terminal_or_in_jupyter_and_never_into_a_file(monkeypatch):
+    import io
+    import sys
+    import types
+
+    from hw1lib.train import show_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("HW1_PROGRESS", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a file or a pipe
+    assert not show_progress()
+    monkeypatch.setenv("HW1_PROGRESS", "1")
+    assert show_progress()
+    monkeypatch.delenv("HW1_PROGRESS")
+    kernel_shell = types.SimpleNamespace(kernel=object())  # what get_ipython() is in a Jupyter kernel
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: kernel_shell))
+    assert show_progress()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert show_progress()
+    for off in (("HW1_PROGRESS", "0"), ("CI", "true")):
+        monkeypatch.setenv(*off)
+        assert not show_progress()
+        monkeypatch.delenv(off[0])

@@ -63,6 +63,27 @@ def test_a_missing_or_foreign_summary_is_not_comparable_and_says_why(results_dir
     assert verdicts("smoke", seed=7, experiments=["1.1-mnist"])[0]["verdict"] == "supported"
 
 
+def test_a_cut_short_or_foreign_shaped_summary_is_a_one_line_error(results_dir):
+    from hw1lib import Hw1Error
+    from hw1lib.report import experiment_times
+
+    write("smoke", "1.1-mnist", mnist_summary((0.99, 0.98), (0.9, 0.91), (0.9, 0.91)))
+    path = results.experiment_dir("smoke", "1.1-mnist") / "summary.json"
+    path.write_text(path.read_text()[:40])  # cut short
+    for read in (lambda: verdicts("smoke", experiments=["1.1-mnist"]),
+                 lambda: experiment_times("smoke", ["1.1-mnist"])):
+        with pytest.raises(Hw1Error, match=r"summary.json is unreadable \(.*\); rewrite it with "
+                                           r"`python -m hw1lib run 1.1-mnist --profile smoke`"):
+            read()
+    path.write_text("[]")
+    with pytest.raises(Hw1Error, match=r"unreadable \(not a JSON object\)"):
+        verdicts("smoke", experiments=["1.1-mnist"])
+    write("smoke", "1.1-mnist", {})  # readable, but without the table its claims read
+    with pytest.raises(Hw1Error, match="1.1-mnist's summary.json lacks what its claims need \\(KeyError\\('table'\\)\\)"):
+        verdicts("smoke", experiments=["1.1-mnist"])
+    assert "| 1.1-mnist | ? | | not recorded | |" in experiment_times("smoke", ["1.1-mnist"])
+
+
 def test_the_table_links_each_claim_to_its_heading(results_dir):
     write("smoke", "1.1-mnist", mnist_summary((0.99, 0.98), (0.9, 0.91), (0.9, 0.91)))
     table = markdown_table(verdicts("smoke", experiments=["1.1-mnist"]))

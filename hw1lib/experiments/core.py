@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,19 +66,35 @@ class ExperimentResult:
     summary: dict
     stored: list[dict]
 
+    def _matching(self, table: pd.DataFrame, where: dict) -> pd.DataFrame:
+        """The rows of `table` matching every field = value of `where`; a field or value that no run
+        has is an error naming the valid ones, not an empty selection."""
+        for field, value in where.items():
+            if field not in self.runs.columns:
+                raise Hw1Error(f"no field {field!r} in this experiment's runs; valid: "
+                               f"{', '.join(c for c in self.runs.columns if c not in ('run_dir', 'cached'))}")
+            values = self.runs[field].tolist()
+            if value not in values:
+                raise Hw1Error(f"no run has {field} = {value!r}; it has "
+                               f"{', '.join(map(repr, dict.fromkeys(values)))}")
+            table = table[table[field] == value]
+        return table
+
     def curves(self, metric: str, **where) -> list[list[float]]:
         """Per-epoch `metric` of each run matching `where` (e.g. model="deep"), one list per seed."""
-        h = self.history
-        for field, value in where.items():
-            h = h[h[field] == value]
+        if metric not in self.history.columns:
+            raise Hw1Error(f"no per-epoch metric {metric!r}; valid: "
+                           f"{', '.join(c for c in self.history.columns if c not in self.runs.columns)}")
+        h = self._matching(self.history, where)
         return [g[metric].tolist() for _, g in h.groupby("seed", sort=True)]
 
     def arrays(self, name: str, **where) -> list:
         """The stored array `name` of each run matching `where`, in seed order."""
-        mask = pd.Series(True, index=self.runs.index)
-        for field, value in where.items():
-            mask &= self.runs[field] == value
-        rows = self.runs[mask].sort_values("seed")
+        rows = self._matching(self.runs, where).sort_values("seed")
+        missing = [i for i in rows.index if name not in self.stored[i]["arrays"]]
+        if missing:
+            raise Hw1Error(f"no stored array {name!r}; valid: "
+                           f"{', '.join(sorted(self.stored[missing[0]]['arrays']))}")
         return [self.stored[i]["arrays"][name] for i in rows.index]
 
 
@@ -111,16 +128,19 @@ def get(experiment_id: str) -> Experiment:
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes any 64-bit integer; keep to the signed range
 
 
-def check_parameters(profile, device, seed, force, seeds: int = 1) -> None:
+def check_parameters(profile, device, seed, force, seeds: int | None = None) -> None:
     """One check of a runner's parameters, whether they come from the CLI, Python or papermill
-    (which passes `-p seed abc` as a string): one Hw1Error line before anything trains."""
+    (which passes `-p seed abc` as a string): one Hw1Error line before anything trains. The seed's
+    upper bound depends on the experiment's number of seeds: checked once `seeds` is given."""
     if not isinstance(profile, str) or profile not in PROFILES:
         raise Hw1Error(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
     if not isinstance(device, str):
         raise Hw1Error(f"device must be a string (auto, cpu or cuda); got {device!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise Hw1Error(f"seed must be a whole number; got {seed!r} ({type(seed).__name__})")
-    if not 0 <= seed or seed + seeds > MAX_SEED:  # seed + seeds < 2⁶³
+    if seed < 0:
+        raise Hw1Error(f"seed must be a whole number ≥ 0; got {seed}")
+    if seeds is not None and seed + seeds > MAX_SEED:  # seed + seeds < 2⁶³
         raise Hw1Error(f"seed must be between 0 and {MAX_SEED - seeds:,} (runs use seed … "
                        f"seed + {seeds - 1}); got {seed}")
     if not isinstance(force, bool):
@@ -169,6 +189,22 @@ def _ray_task(results_dir: str, code: str, *args) -> str:
     return _train_and_store(*args)
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A one-line error when nothing answers at a Ray address HOST:PORT (or ray://HOST:PORT): Ray's
+    own connection attempt would retry for minutes. 'auto', 'local' and None are left to Ray."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise Hw1Error(f"a Ray address is HOST:PORT (e.g. 10.0.0.1:6379), 'auto' or ray://HOST:PORT; "
+                       f"got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise Hw1Error(f"cannot connect to Ray at {address}: nothing answers there within "
+                       f"{timeout:g} s ({exc.strerror or exc}); is `ray start --head` running?") from None
+
+
 def connect_ray(address: str | None = None):
     """The ray module, connected: to `address` (or $HW1_RAY_ADDRESS, then $RAY_ADDRESS) if given,
     else to a new local instance; an instance this process already joined is reused."""
@@ -188,6 +224,7 @@ def connect_ray(address: str | None = None):
             raise Hw1Error(f"this process is connected to Ray at {joined}, not {address}; run the "
                            f"experiment from a fresh process to use another cluster")
     else:
+        check_reachable(address or os.environ.get("RAY_ADDRESS"))
         try:
             ray.init(address=address, include_dashboard=False, logging_level="WARNING",
                      configure_logging=False)
@@ -216,7 +253,7 @@ def default_profile(device: str, backend: str | None = None, address: str | None
 def _run_groups(experiment_id: str, profile: str, s: dict, work: list[tuple[list, list]],
                 device_type: str, force: bool, backend: str, code: str) -> list[str]:
     """Train and store every (jobs, configs) group of `work`; the devices they ran on."""
-    bar = tqdm(total=len(work), desc=experiment_id, disable=not show_progress())
+    bar = tqdm(total=len(work), desc=experiment_id, disable=not show_progress() or not work)
     if backend == "local":
         where = []
         for jobs, configs in work:
