@@ -75,9 +75,13 @@ for step in ${STEPS:-tests report benchmarks}; do
         | tee $(printf '%q' "$state/gpu-tests.txt")"
       [ $? = 1 ] && touch "$state/tests.done" ;;
     report)
-      attempt report "$py" -m hw1lib report --profile "$profile" --device "$device" --no-pdf
-      # kernels live in sessions of their own: one cut off with the report would hold the GPU
-      pkill -f ipykernel_launcher && sleep 3 ;;
+      # kernels live in sessions of their own: one cut off with the report would hold the GPU, so
+      # the report and its kernels carry a marker, and whatever still carries it afterwards is
+      # stopped (only this check's kernels: not a JupyterLab's, not another check's)
+      marker="HW1_GPU_CHECK_RUN=$$-$start"
+      attempt report env "$marker" "$py" -m hw1lib report --profile "$profile" --device "$device" --no-pdf
+      left_over=$(grep -las "$marker" /proc/[0-9]*/environ | cut -d/ -f3)
+      [ -n "$left_over" ] && kill $left_over 2>/dev/null && sleep 3 ;;
     runs)
       for e in ${EXPERIMENTS-$order}; do
         attempt "run-$e" "$py" -m hw1lib run "$e" --profile "$profile" --device "$device"

@@ -4,7 +4,8 @@
 # its Python 3.12 (its image has torch, pandas, seaborn, scikit-learn and tqdm but no Jupyter
 # packages, and it cannot download), and MNIST
 # compressed (the raw IDX files alone are 53 MB of the device tool's 64 MiB per call). Writes .gpu/
-# (git-ignored); then one device call carries [".gpu"] and runs `MODE=report bash benchmarks/gpu-check.sh`.
+# (git-ignored); then each device call carries [".gpu"] and runs `bash benchmarks/gpu-check.sh` (its
+# header says how).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .gpu && mkdir -p .gpu/wheels
