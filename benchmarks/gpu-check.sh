@@ -76,12 +76,18 @@ for step in ${STEPS:-tests report benchmarks}; do
       [ $? = 1 ] && touch "$state/tests.done" ;;
     report)
       # kernels live in sessions of their own: one cut off with the report would hold the GPU, so
-      # the report and its kernels carry a marker, and whatever still carries it afterwards is
-      # stopped (only this check's kernels: not a JupyterLab's, not another check's)
-      marker="HW1_GPU_CHECK_RUN=$$-$start"
-      attempt report env "$marker" "$py" -m hw1lib report --profile "$profile" --device "$device" --no-pdf
-      left_over=$(grep -las "$marker" /proc/[0-9]*/environ | cut -d/ -f3)
-      [ -n "$left_over" ] && kill $left_over 2>/dev/null && sleep 3 ;;
+      # the report and its kernels carry a marker, and whatever carries it after the report (or
+      # before it: left by a call that was killed outright) is stopped. Only this check's kernels:
+      # not a JupyterLab's.
+      stop_marked() {
+        local left_over
+        left_over=$(grep -las "HW1_GPU_CHECK_RUN=" /proc/[0-9]*/environ | cut -d/ -f3)
+        [ -z "$left_over" ] || { kill $left_over 2>/dev/null; sleep 3; }
+      }
+      stop_marked
+      attempt report env "HW1_GPU_CHECK_RUN=$$" "$py" -m hw1lib report --profile "$profile" \
+        --device "$device" --no-pdf
+      stop_marked ;;
     runs)
       for e in ${EXPERIMENTS-$order}; do
         attempt "run-$e" "$py" -m hw1lib run "$e" --profile "$profile" --device "$device"

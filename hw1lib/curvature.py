@@ -8,6 +8,7 @@ spectra of interest hold eigenvalues many orders of magnitude apart.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import torch
@@ -82,7 +83,7 @@ def minimal_ratio(eigenvalues: torch.Tensor, rel_tol: float) -> dict:
     of positive eigenvalues); also #negative (λ < −tol), #near zero (|λ| ≤ tol) and
     positive / (positive + negative), which leaves the flat directions out.
     """
-    if isinstance(rel_tol, bool) or not isinstance(rel_tol, (int, float)) or not 0 < rel_tol < 1:
+    if isinstance(rel_tol, bool) or not isinstance(rel_tol, numbers.Real) or not 0 < rel_tol < 1:
         raise Hw1Error(f"rel_tol must be a number between 0 and 1 (a share of max|λ|), got {rel_tol!r}")
     if not isinstance(eigenvalues, torch.Tensor) or eigenvalues.dim() < 1 or eigenvalues.shape[-1] == 0:
         raise Hw1Error("eigenvalues must be a tensor (..., P) with P ≥ 1 eigenvalues per row")

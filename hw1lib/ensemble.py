@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -216,9 +217,11 @@ def _as_member_data(value, members: int, name: str):
     """(tensor, shared) from a tensor shared by every member or a sequence with one per member."""
     if isinstance(value, torch.Tensor):
         return value, True
-    if not isinstance(value, (list, tuple)):
-        raise Hw1Error(f"{name} must be a torch.Tensor or a list with one per member, got "
-                       f"{type(value).__name__}")
+    if isinstance(value, (str, bytes, dict, np.ndarray)) or not hasattr(value, "__iter__"):
+        raise Hw1Error(f"{name} must be a torch.Tensor or a sequence with one per member, got "
+                       f"{type(value).__name__}" + (" (convert with torch.as_tensor)"
+                                                   if isinstance(value, np.ndarray) else ""))
+    value = list(value)
     if len(value) != members:
         raise Hw1Error(f"{name}: got {len(value)} tensors for {members} members")
     if not all(isinstance(v, torch.Tensor) for v in value):
@@ -353,9 +356,12 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
         raise Hw1Error(f"sync_every must be a whole number ≥ 1, got {sync_every!r}")
     if sync_every not in (None, 1) and callbacks:
         raise Hw1Error("callbacks see the histories after every epoch: use sync_every=1 with them")
-    ens = Ensemble(spec, seeds, device if device is not None else
-                   (train_x if isinstance(train_x, torch.Tensor) else train_x[0]).device, dtype)
-    members = len(ens)
+    if not seeds:
+        raise Hw1Error("an ensemble needs at least one seed")
+    members = len(seeds)
+    x_all, shared_x = _as_member_data(train_x, members, "train_x")  # checked before they are used
+    y_all, shared_y = _as_member_data(train_y, members, "train_y")
+    ens = Ensemble(spec, seeds, device if device is not None else x_all.device, dtype)
     if init is not None:
         shapes = {k: tuple(v.shape) for k, v in ens.params.items()}
         given = ({k: tuple(v.shape) for k, v in init.items()}
@@ -365,15 +371,18 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
             raise Hw1Error(f"init must map the parameters to (members, *shape) tensors {shapes}, "
                            f"got {given if given is not None else type(init).__name__}")
         ens.params = {k: init[k].detach().to(ens.device, dtype).clone() for k in shapes}
-    x_all, shared_x = _as_member_data(train_x, members, "train_x")
-    y_all, shared_y = _as_member_data(train_y, members, "train_y")
     if shared_x and not shared_y:
         x_all, shared_x = x_all.expand(members, *x_all.shape), False
     if shared_y and not shared_x:
         y_all = y_all.expand(members, *y_all.shape)
     shared = shared_x  # from here on inputs and targets are either both shared or both per member
     sample = x_all if shared else x_all[0]
-    shape = tuple(ens.base(sample[:1].to("meta")).shape[1:]) if sample.dim() and len(sample) else ()
+    try:  # on the meta device: shapes only, no arithmetic
+        shape = tuple(ens.base(sample[:1].to("meta")).shape[1:]) if sample.dim() and len(sample) else ()
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Hw1Error(f"training set: the model cannot take inputs shaped {tuple(sample.shape[1:])} "
+                       f"({first})") from None
     for i in range(1 if shared else members):
         check_data(task, x_all if shared else x_all[i], y_all if shared else y_all[i], shape,
                    "training set" if shared else f"training set of member {i}", device=ens.device)

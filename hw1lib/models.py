@@ -19,9 +19,12 @@ def _activation(name: str) -> type[nn.Module]:
 
 
 def _positive_ints(values, at_least: int) -> bool:
-    """True for a list or tuple of at least `at_least` whole numbers ≥ 1."""
-    return (isinstance(values, (list, tuple)) and len(values) >= at_least
-            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values))
+    """True for a sequence (list, tuple, range, numpy array) of at least `at_least` whole numbers ≥ 1."""
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        return False
+    values = list(values)
+    return len(values) >= at_least and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values)
 
 
 def count_params(model: nn.Module) -> int:

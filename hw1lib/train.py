@@ -15,7 +15,6 @@ copies of the loop: recording gradient norms, snapshotting weights, switching th
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import sys
 from dataclasses import dataclass, field
@@ -197,8 +196,16 @@ def _whole(value) -> bool:
 
 
 def _number(value) -> bool:
+    if isinstance(value, torch.Tensor):  # a 0-d tensor, as torch's optimizers take for lr
+        return value.dim() == 0 and value.is_floating_point() and bool(torch.isfinite(value))
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)) and bool(np.isfinite(value))
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """cuda and cuda:0 are the same device when the current GPU is 0: compare the index only where
+    both name one."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
 
 def check_arguments(*, task: str, epochs, lr, weight_decay, momentum, batch_size,
@@ -237,7 +244,7 @@ def check_data(task: str, x, y, output_shape: tuple, name: str = "training set",
         raise Hw1Error(f"{name}: {len(x)} inputs but targets shaped {tuple(y.shape)}")
     if not torch.is_floating_point(x):
         raise Hw1Error(f"{name}: the inputs must be floating point, got {x.dtype}")
-    if y.device != x.device or (device is not None and x.device != device):
+    if not _same_device(y.device, x.device) or (device is not None and not _same_device(x.device, device)):
         raise Hw1Error(f"{name}: inputs on {x.device}, targets on {y.device}"
                        + (f", the model on {device}" if device is not None else "") + "; move them together")
     if task == "classification":
@@ -263,10 +270,19 @@ def check_test(test) -> tuple:
     return tuple(test)
 
 
-def output_shape(model: nn.Module, x: torch.Tensor) -> tuple:
-    """The model's output shape for one sample of x, computed on the meta device (no arithmetic)."""
-    with torch.no_grad():
-        return tuple(copy.deepcopy(model).to("meta").eval()(x[:1].to("meta")).shape[1:])
+def output_shape(model: nn.Module, x: torch.Tensor, name: str = "training set") -> tuple:
+    """The model's output shape for one sample of x: one forward pass in eval mode (no dropout draw,
+    no running statistics updated), without gradients. Inputs the model cannot take are a one-line
+    error naming their shape."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            return tuple(model.eval()(x[:1]).shape[1:])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Hw1Error(f"{name}: the model cannot take inputs shaped {tuple(x.shape[1:])} ({first})") from None
+    finally:
+        model.train(was_training)
 
 
 def _build(model: dict | Callable[[], nn.Module]) -> nn.Module:
@@ -299,7 +315,9 @@ def train(model: dict | Callable[[], nn.Module], train_x: torch.Tensor, train_y:
     with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         net = _build(model).to(device)
-        shape = output_shape(net, train_x) if isinstance(train_x, torch.Tensor) and len(train_x) else ()
+        # the shape of one output; what check_data refuses anyway (no samples, integers) is not run
+        usable = train_x.dim() and len(train_x) and torch.is_floating_point(train_x)
+        shape = output_shape(net, train_x) if usable else ()
         check_data(task, train_x, train_y, shape, device=device)
         if test is not None:
             check_data(task, *check_test(test), shape, "test set", device=device)

@@ -169,8 +169,12 @@ def test_selecting_curves_or_arrays_by_a_name_no_run_has_is_an_error_not_an_empt
     assert [a.tolist() for a in result.arrays("w", model="deep")] == [[0.0, 0.0], [1.0, 1.0]]
     with pytest.raises(Hw1Error, match="no run has model = 'dep'; it has 'deep', 'shallow'"):
         result.curves("train_loss", model="dep")
-    with pytest.raises(Hw1Error, match="no field 'modle' in this experiment's runs; valid: model, seed"):
+    with pytest.raises(Hw1Error, match="no field 'modle' to select runs by here; valid: model, seed"):
         result.arrays("w", modle="deep")
+    runs["params"] = [10, 10, 5]  # a per-run number, not in the per-epoch history
+    with pytest.raises(Hw1Error, match="no field 'params' to select runs by here; valid: model, seed"):
+        result.curves("train_loss", params=5)
+    assert len(result.arrays("w", params=10)) == 2
     with pytest.raises(Hw1Error, match="no per-epoch metric 'test_loss'; valid: epoch, train_loss"):
         result.curves("test_loss")
     with pytest.raises(Hw1Error, match="no stored array 'v'; valid: w"):

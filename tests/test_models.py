@@ -65,4 +65,6 @@ def test_numpy_whole_numbers_and_an_empty_head_are_valid_specs():
     import numpy as np
 
     assert build_model({"kind": "mlp", "widths": [1, np.int64(3), 1]})(torch.zeros(2, 1)).shape == (2, 1)
+    assert build_model({"kind": "mlp", "widths": np.array([1, 4, 2])})(torch.zeros(2, 1)).shape == (2, 2)
+    assert build_model({"kind": "mlp", "widths": range(1, 4)})(torch.zeros(2, 1)).shape == (2, 3)
     assert build_model({"kind": "cnn", "channels": [2], "dense_widths": []})(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

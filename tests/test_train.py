@@ -2,6 +2,7 @@ import importlib
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -285,6 +286,9 @@ BAD_RUNS = {  # what a user might pass → the start of the one-line error
     "negative weight decay": (dict(weight_decay=-1), "weight_decay must be a number ≥ 0"),
     "momentum of 1": (dict(optimizer="sgd", momentum=1.0), "momentum must be a number in [0, 1), got 1.0"),
     "a threshold as text": (dict(loss_threshold="0.1"), "loss_threshold must be a number ≥ 0"),
+    "inputs the model cannot take": (dict(x=torch.zeros(32, 3)), "training set: the model cannot take inputs shaped (3,)"),
+    "a 0-d input": (dict(x=torch.tensor(1.0)), "training set is empty (inputs shaped ())"),
+    "inputs that are not tensors": (dict(x=None), "must be a torch.Tensor"),
 }
 
 
@@ -316,6 +320,10 @@ def test_ensemble_seeds_and_per_member_data_are_checked():
     once = train_ensemble(spec, (s for s in [0, 1]), X, Y, **run)
     listed = train_ensemble(spec, [0, 1], X, Y, **run)
     assert [m["history"]["train_loss"] for m in once.members] == [m["history"]["train_loss"] for m in listed.members]
+    by_generator = train_ensemble(spec, [0, 1], (t for t in (X, X)), (t for t in (Y, Y)), **run)
+    assert [m["history"] for m in by_generator.members] == [m["history"] for m in listed.members]
+    with pytest.raises(Hw1Error, match="train_x: every member's data must be a torch.Tensor"):
+        train_ensemble(spec, [0, 1], [[0.0], [1.0]], Y, **run)
     with pytest.raises(Hw1Error, match="train_x: the members' tensors differ in shape"):
         train_ensemble(spec, [0, 1], [X, X[:10]], [Y, Y[:10]], **run)
     with pytest.raises(Hw1Error, match="training set of member 0: regression targets shaped \\(32,\\)"):
@@ -357,6 +365,23 @@ def test_capturable_adam_takes_the_same_steps_as_adam(monkeypatch):
     plain, capturable = fit(False), fit(True)  # capturable: the multi-tensor path, as on a GPU
     assert not torch.equal(plain, w0)
     assert (capturable - plain).abs().max() < 1e-13 * plain.abs().max()
+
+
+def test_valid_but_unusual_settings_still_train():
+    from hw1lib.ensemble import train_ensemble
+    from hw1lib.train import _same_device
+
+    spec = {"kind": "mlp", "widths": [1, 4, 1]}
+    as_tensor = train(spec, X, Y, task="regression", epochs=2, lr=torch.tensor(0.01), seed=0)
+    as_float = train(spec, X, Y, task="regression", epochs=2, lr=0.01, seed=0)
+    assert as_tensor["history"] == as_float["history"]  # torch's optimizers take a 0-d tensor lr
+    wide = train_ensemble({"kind": "mlp", "widths": [1, 4, 3]}, range(2), X, X.repeat(1, 3),
+                          task="regression", epochs=1, lr=0.01, weight_decay=np.float32(0.0))
+    assert len(wide.members) == 2  # outputs of width 3 against targets of width 3
+    # the device a user names ("cuda") and the one the data reports ("cuda:0") are the same
+    assert _same_device(torch.device("cuda"), torch.device("cuda:0"))
+    assert not _same_device(torch.device("cuda:1"), torch.device("cuda:0"))
+    assert not _same_device(torch.device("cpu"), torch.device("cuda"))
 
 
 def test_progress_bars_show_on_a_terminal_or_in_jupyter_and_never_into_a_file(monkeypatch):

@@ -69,10 +69,10 @@ class ExperimentResult:
     def _matching(self, table: pd.DataFrame, where: dict) -> pd.DataFrame:
         """The rows of `table` matching every field = value of `where`; a field or value that no run
         has is an error naming the valid ones, not an empty selection."""
+        fields = [c for c in self.runs.columns if c in table.columns and c not in ("run_dir", "cached")]
         for field, value in where.items():
-            if field not in self.runs.columns:
-                raise Hw1Error(f"no field {field!r} in this experiment's runs; valid: "
-                               f"{', '.join(c for c in self.runs.columns if c not in ('run_dir', 'cached'))}")
+            if field not in fields:
+                raise Hw1Error(f"no field {field!r} to select runs by here; valid: {', '.join(fields)}")
             values = self.runs[field].tolist()
             if value not in values:
                 raise Hw1Error(f"no run has {field} = {value!r}; it has "
