@@ -10,6 +10,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from . import Hw1Error
 from .labels import TARGET_TITLES
 from .stats import mean_curve
 
@@ -65,6 +66,8 @@ def plain_log_ticks(axis) -> None:
 def legend_below(fig, ax, ncol: int | None = None) -> None:
     """One legend for the figure, under the axes, where it cannot cover data."""
     handles, labels = ax.get_legend_handles_labels()
+    if not labels:
+        raise Hw1Error("legend_below: nothing on these axes has a label (plot(..., label=...))")
     fig.legend(handles, labels, loc="outside lower center", ncol=ncol or len(labels))
 
 
@@ -77,6 +80,10 @@ def plot_mean_spread(ax, curves: dict[str, list[list[float]]], colors: dict, *, 
     """Per label: the mean over its runs with a min–max band. Where runs stopped at different epochs
     (a loss threshold), a mean would jump whenever one run ends, so each run is drawn as a thin line
     instead and the mean only over the epochs that every run reached."""
+    missing = [label for label in curves if label not in colors]
+    if missing:
+        raise Hw1Error(f"no colour for {', '.join(map(repr, missing))}; colors has "
+                       f"{', '.join(map(repr, colors)) or 'none'} (plots.model_colors(names) makes one per name)")
     for label, runs in curves.items():
         c = mean_curve(runs)
         xs = c["epoch"] if x is None else np.asarray(x)

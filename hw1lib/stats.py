@@ -9,6 +9,8 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
+from . import Hw1Error
+
 
 def spread(values) -> dict:
     """mean, sample std (0 for one value), min, max and n of the values that are not None."""
@@ -34,6 +36,8 @@ def separated(a: dict, b: dict) -> bool | None:
 
 def compare_spreads(a: dict, b: dict, higher_is_better: bool = False) -> dict:
     """{"better": "a" | "b" (by the mean), "separated": bool | None} — see `separated`."""
+    if a["n"] < 1 or b["n"] < 1:
+        raise Hw1Error(f"no values to compare: {a['n']} against {b['n']} runs")
     a_wins = (a["mean"] > b["mean"]) == higher_is_better
     return {"better": "a" if a_wins else "b", "separated": separated(a, b)}
 
@@ -41,6 +45,9 @@ def compare_spreads(a: dict, b: dict, higher_is_better: bool = False) -> dict:
 def mean_curve(curves: list[list[float]]) -> dict:
     """Per-epoch mean, min and max over runs of possibly different lengths (runs stopped early).
     Epoch i is averaged over the runs that reached it."""
+    curves = [list(c) for c in curves]
+    if not curves or not any(curves):
+        raise Hw1Error("no curves to average: the selection matched no run, or every run is empty")
     longest = max(len(c) for c in curves)
     padded = np.full((len(curves), longest), np.nan)
     for i, c in enumerate(curves):

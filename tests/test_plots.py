@@ -39,3 +39,17 @@ def test_log_axes_are_labelled_in_plain_numbers(low, high, x_labels, y_labels):
     assert labels(ax.xaxis, low, high) == x_labels
     assert labels(ax.yaxis, low, high) == y_labels
     plt.close(fig)
+
+
+def test_a_curve_without_a_colour_or_a_legend_without_labels_is_one_line_error():
+    from hw1lib import Hw1Error
+
+    fig, ax = plt.subplots()
+    with pytest.raises(Hw1Error, match="no colour for 'b'; colors has 'a'"):
+        plots.plot_mean_spread(ax, {"a": [[1.0, 2.0]], "b": [[1.0, 2.0]]}, {"a": "C0"})
+    with pytest.raises(Hw1Error, match="nothing on these axes has a label"):
+        plots.legend_below(fig, ax)
+    plots.plot_mean_spread(ax, {"a": [[1.0, 2.0], [2.0, 3.0]]}, {"a": "C0"})
+    plots.legend_below(fig, ax)  # now there is a labelled line
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a (n=2)"]
+    plt.close(fig)

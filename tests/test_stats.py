@@ -67,3 +67,14 @@ def test_false_separation_chance_counts_orderings(n_a, n_b):
     separated_orders = sum(set(o) in ({*range(n_a)}, {*range(n_b, n_a + n_b)}) for o in orders)
     assert false_separation_chance(n_a, n_b) == Fraction(separated_orders, len(orders))
     assert false_separation_chance(3, 3) == Fraction(1, 10)
+
+
+def test_nothing_to_average_or_compare_is_one_line_error():
+    from hw1lib import Hw1Error
+    from hw1lib.stats import compare_spreads, mean_curve
+
+    for empty in ([], [[], []]):
+        with pytest.raises(Hw1Error, match="no curves to average"):
+            mean_curve(empty)
+    with pytest.raises(Hw1Error, match="no values to compare: 0 against 1 runs"):
+        compare_spreads(spread([]), spread([1.0]))
