@@ -73,6 +73,8 @@ def verify_file(path: Path) -> None:
     expected = MNIST_SHA256.get(path.name)
     if expected is None:
         raise DataError(f"{path.name} is not one of the MNIST files {sorted(MNIST_SHA256)}")
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path} is not a file (a folder?); remove it and {FETCH_HINT}")
     if not path.is_file():
         raise DataError(f"{path} is missing; {FETCH_HINT}")
     actual = sha256_of(path)

@@ -109,3 +109,11 @@ def test_an_unknown_device_name_is_one_line_error():
 
     with pytest.raises(Hw1Error, match="unknown device 'gpu'; use 'cpu', 'cuda' or a torch.device"):
         load_mnist("gpu")
+
+
+def test_a_folder_in_place_of_an_mnist_file_is_named_as_such(tmp_path):
+    (tmp_path / "train-labels-idx1-ubyte").mkdir()
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte is not a file \\(a folder\\?\\); remove it"):
+        verify_file(tmp_path / "train-labels-idx1-ubyte")
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is missing"):
+        verify_file(tmp_path / "t10k-labels-idx1-ubyte")
