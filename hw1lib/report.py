@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from importlib import metadata
 from pathlib import Path
 
@@ -64,6 +65,26 @@ def select_notebooks(sections: list[str] | None = None) -> list[Path]:
     return chosen
 
 
+def _local_kernel_manager():
+    """A Jupyter kernel manager that talks to its kernel over local (Unix) sockets instead of TCP
+    ports: nothing listens on the network, and the kernel does not print its warning about
+    unencrypted TCP. Each kernel's sockets get a name of their own in the temporary folder (Jupyter's
+    default, a relative "kernel-ipc", would be shared by notebooks run at once); they are removed
+    when the kernel stops."""
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
+
+    class LocalKernelManager(KernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self):
+            return os.path.join(tempfile.gettempdir(), f"hw1-kernel-{uuid.uuid4().hex[:16]}")
+    return LocalKernelManager
+
+
 def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
     """Run one notebook with papermill; return its wall time. A failure names notebook and cell."""
     import papermill
@@ -73,7 +94,8 @@ def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
-                                   kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR), progress_bar=False)
+                                   kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR), progress_bar=False,
+                                   kernel_manager_class=_local_kernel_manager())
     except PapermillExecutionError as exc:
         raise Hw1Error(f"notebook {notebook.name} failed in cell {exc.cell_index} "
                        f"({exc.ename}: {exc.evalue}); executed copy kept at {executed}") from None

@@ -190,9 +190,11 @@ def test_jobs_must_be_a_positive_whole_number(tmp_path):
             report.execute_notebooks([], {}, jobs=jobs)
 
 
-def test_smoke_report_end_to_end(tmp_path, results_dir):
+def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
     # the three notebooks at a time, as on a GPU (on this CPU the default is one at a time)
     out = report.build_report("smoke", device="cpu", out_dir=tmp_path / "report", jobs=3)
+    # the kernels talk over local sockets, so none warns about unencrypted TCP
+    assert "Kernel is running over TCP" not in capfd.readouterr().err
     assert out["html"] == tmp_path / "report" / "hw1-report-smoke.html"
     page = out["html"].read_text()
     assert re.search(r"all</strong>, 3 notebooks at a time \(wall time\)</td>\s*<td>"
