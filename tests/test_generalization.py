@@ -95,6 +95,28 @@ def test_corruption_changes_exactly_the_stated_share_to_other_classes():
     assert len(torch.unique(noisy[mask] - labels[mask])) > 5  # spread over the other classes
 
 
+def test_a_peak_is_measured_against_the_valley_before_it_not_the_next_narrower_width():
+    from hw1lib.experiments.generalization import peak
+
+    def rows(*spreads):  # (mean, min, max) per width
+        return [{"width": 2 * (k + 1), "params": 10 * (k + 1),
+                 "m": {"mean": mean, "min": low, "max": high}} for k, (mean, low, high) in enumerate(spreads)]
+
+    # a test loss that climbs over two widths and then falls: against the next narrower width (whose
+    # range overlaps) it would look like noise; against the valley at h = 2 it is far beyond it
+    loss = rows((2.43, 2.38, 2.49), (3.5, 3.35, 3.74), (3.8, 3.65, 4.01), (2.6, 2.5, 2.7), (1.48, 1.46, 1.51))
+    [i] = interior_peaks([r["m"]["mean"] for r in loss])
+    p = peak(loss, i, "m")
+    assert (p["width"], p["valley_width"], p["valley"], p["at_largest"]) == (6, 2, 2.43, 1.48)
+    assert p["beyond_seed_spread"]
+    # a test error that falls with width but for a 0.3-point blip: a rise, not a peak beyond noise
+    error = rows((0.615, 0.60, 0.63), (0.471, 0.46, 0.48), (0.422, 0.415, 0.43), (0.425, 0.418, 0.432),
+                 (0.27, 0.26, 0.28))
+    [i] = interior_peaks([r["m"]["mean"] for r in error])
+    p = peak(error, i, "m")
+    assert (p["width"], p["valley_width"]) == (8, 6) and not p["beyond_seed_spread"]
+
+
 def test_interior_peaks_are_rises_followed_by_a_descent_to_the_end():
     assert interior_peaks([5, 4, 6, 3, 2]) == [2]
     assert interior_peaks([5, 4, 3, 2]) == []  # falling only

@@ -142,16 +142,20 @@ def _double_descent(s: dict, runs) -> dict:
            "first_interpolating_params": interpolating[0]["params"] if interpolating else None}
     for metric in ("test_error", "test_loss"):
         means = [r[metric]["mean"] for r in rows]
-        peaks = []
-        for i in interior_peaks(means):
-            before, after = rows[i - 1][metric], rows[-1][metric]
-            peaks.append({"width": rows[i]["width"], "params": rows[i]["params"], "value": means[i],
-                          "before": before["mean"], "at_largest": after["mean"],
-                          # beyond seed noise: every seed of the peak above every seed on both sides
-                          "beyond_seed_spread": bool(rows[i][metric]["min"] > before["max"]
-                                                     and rows[i][metric]["min"] > after["max"])})
-        out[f"{metric}_peaks"] = peaks
+        out[f"{metric}_peaks"] = [peak(rows, i, metric) for i in interior_peaks(means)]
     return out
+
+
+def peak(rows: list[dict], i: int, metric: str) -> dict:
+    """An interior peak of `metric` at rows[i], measured against the valley before it (the lowest mean
+    among the narrower widths, not just the next narrower one: a descent then a rise) and the widest
+    net. Beyond seed noise when every seed of the peak is above every seed of both."""
+    j = min(range(i), key=lambda k: rows[k][metric]["mean"])
+    top, valley, last = rows[i][metric], rows[j][metric], rows[-1][metric]
+    return {"width": rows[i]["width"], "params": rows[i]["params"], "value": top["mean"],
+            "valley_width": rows[j]["width"], "valley_params": rows[j]["params"],
+            "valley": valley["mean"], "at_largest": last["mean"],
+            "beyond_seed_spread": bool(top["min"] > valley["max"] and top["min"] > last["max"])}
 
 
 def _summarize_params(s: dict, runs, history) -> dict:
