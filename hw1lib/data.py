@@ -220,3 +220,16 @@ def target_function(name: str, n_points: int, device: str | torch.device = "cpu"
         raise Hw1Error(f"unknown target function {name!r}; valid: {', '.join(TARGET_FUNCTIONS)}")
     x = torch.linspace(-1.0, 1.0, n_points, device=device).unsqueeze(1)
     return x, TARGET_FUNCTIONS[name](x)
+
+
+def constant_output_loss(name: str, n_points: int) -> float:
+    """The training loss (MSE) of a net that outputs one constant, at best the target's mean: the
+    target's variance over the points. A run that ends there never fitted anything (a collapsed
+    net, e.g. ReLUs that all went silent)."""
+    _, y = target_function(name, n_points)
+    return float(y.double().var(unbiased=False))
+
+
+def collapsed(final_loss: float, name: str, n_points: int) -> bool:
+    """True when a regression run ended within 1 % of the constant-output loss, or above it."""
+    return final_loss >= 0.99 * constant_output_loss(name, n_points)

@@ -195,8 +195,10 @@ def _trend(trend: dict, sign: int) -> str:
 def _sensitivity(s: dict) -> list[dict]:
     trends, table = s["trend_with_batch_size"], s["table"]
     accuracy, loss = trends["test_accuracy"], trends["test_loss"]
+    # the claim is a conjunction: contradicted if either half is, supported only if both are
     both = {_trend(accuracy, -1), _trend(loss, +1)}
-    accuracy_verdict = both.pop() if len(both) == 1 else NOISE  # the two halves of the claim disagree
+    accuracy_verdict = (CONTRADICTED if CONTRADICTED in both else both.pop() if len(both) == 1
+                        else NOISE)
     rows = [_row("1.3", "1.3d Flatness vs generalization, part 2: sensitivity and sharpness",
                  "Accuracy falls and loss rises as the batch size grows.",
                  f"Spearman ρ(batch size, test accuracy) = {accuracy['rho']:.2f} (p = "
@@ -204,8 +206,9 @@ def _sensitivity(s: dict) -> list[dict]:
                  f"{describe_range(scaled(table[0]['test_accuracy'], 100), '{:.2f}')} % at batch "
                  f"{table[0]['batch_size']:,}, "
                  f"{describe_range(scaled(table[-1]['test_accuracy'], 100), '{:.2f}')} % at "
-                 f"{table[-1]['batch_size']:,}; ρ(batch size, test loss) = {loss['rho']:.2f} (p = "
-                 f"{loss['p_value']:.2g})" if accuracy["rho"] is not None else "n/a",
+                 f"{table[-1]['batch_size']:,}; ρ(batch size, test loss) = "
+                 + (f"{loss['rho']:.2f} (p = {loss['p_value']:.2g})" if loss["rho"] is not None else "n/a")
+                 if accuracy["rho"] is not None else "n/a",
                  accuracy_verdict, "the same epochs, so larger batches also take fewer steps")]
     peak = next(r for r in table if r["batch_size"] == s["sensitivity_peak_batch_size"])
     interior = table[0] is not peak and table[-1] is not peak

@@ -117,3 +117,35 @@ def test_a_folder_in_place_of_an_mnist_file_is_named_as_such(tmp_path):
         verify_file(tmp_path / "train-labels-idx1-ubyte")
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is missing"):
         verify_file(tmp_path / "t10k-labels-idx1-ubyte")
+
+
+def test_the_constant_output_loss_is_the_best_constant_fit_and_marks_collapsed_runs():
+    from scipy.optimize import minimize_scalar
+
+    from hw1lib.data import collapsed, constant_output_loss
+
+    _, y = target_function("sinc", 1000)
+    y = y.double().numpy().ravel()
+    best = minimize_scalar(lambda c: np.mean((y - c) ** 2))  # the best a constant output can do
+    assert constant_output_loss("sinc", 1000) == pytest.approx(best.fun, rel=1e-9)
+    assert collapsed(best.fun, "sinc", 1000) and collapsed(1.5 * best.fun, "sinc", 1000)
+    assert not collapsed(0.9 * best.fun, "sinc", 1000)
+
+
+def test_the_function_fit_summary_names_the_seeds_that_collapsed():
+    import pandas as pd
+
+    from hw1lib.data import constant_output_loss
+    from hw1lib.experiments.deep_vs_shallow import _summarize_function_fit
+    from hw1lib.profiles import settings
+
+    s = settings("1.1-function", "smoke")
+    variance = {f: constant_output_loss(f, s["n_points"]) for f in s["functions"]}
+    rows = [{"function": f, "model": m, "seed": seed, "params": 571, "threshold_epoch": None,
+             # seed 8 of the deep net sits at the target's variance: a constant output
+             "final_loss": variance[f] if (m, seed) == ("deep", 8) else 1e-3 * variance[f]}
+            for f in s["functions"] for m in s["models"] for seed in (7, 8)]
+    table = _summarize_function_fit(s, pd.DataFrame(rows), None)["table"]
+    for f in s["functions"]:
+        assert {m: table[f][m]["collapsed_seeds"] for m in s["models"]} == {"deep": [8], "middle": [], "shallow": []}
+        assert table[f]["deep"]["constant_output_loss"] == variance[f]

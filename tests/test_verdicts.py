@@ -32,13 +32,14 @@ def test_the_mnist_claim_follows_the_seed_ranges(results_dir, shallow, middle, d
     assert row["verdict"] == expected
 
 
-def sensitivity_summary(means, rho=-0.9, p=0.01, loss_p=None):
+def sensitivity_summary(means, rho=-0.9, p=0.01, loss_p=None, loss_rho=None):
     table = [{"batch_size": b, "sensitivity": spread_of(m - 0.01, m + 0.01),
               "test_accuracy": spread_of(0.9, 0.91)} for b, m in zip((8, 32, 128), means)]
     peak = table[max(range(3), key=lambda i: means[i])]["batch_size"]
     return {"table": table, "sensitivity_peak_batch_size": peak,
             "trend_with_batch_size": {"test_accuracy": {"rho": rho, "p_value": p},
-                                      "test_loss": {"rho": -rho, "p_value": p if loss_p is None else loss_p}}}
+                                      "test_loss": {"rho": -rho if loss_rho is None else loss_rho,
+                                                    "p_value": p if loss_p is None else loss_p}}}
 
 
 @pytest.mark.parametrize("means, rho, p, loss_p, expected", [
@@ -52,6 +53,17 @@ def test_the_batch_size_claims_follow_the_trend_and_where_sensitivity_peaks(resu
     write("smoke", "1.3-sensitivity", sensitivity_summary(means, rho, p, loss_p))
     rows = verdicts("smoke", experiments=["1.3-sensitivity"])
     assert tuple(r["verdict"] for r in rows) == expected
+
+
+def test_accuracy_falling_while_loss_falls_too_contradicts_the_claim_and_a_missing_rho_reads_n_a(results_dir):
+    # "accuracy falls and loss rises": accuracy does fall, but the loss falls as well (both p < 0.05)
+    write("smoke", "1.3-sensitivity", sensitivity_summary((0.1, 0.5, 0.2), rho=-0.9, loss_rho=-0.9))
+    assert verdicts("smoke", experiments=["1.3-sensitivity"])[0]["verdict"] == "contradicted"
+    summary = sensitivity_summary((0.1, 0.5, 0.2))
+    summary["trend_with_batch_size"]["test_loss"] = {"rho": None, "p_value": None}  # constant loss
+    write("smoke", "1.3-sensitivity", summary)
+    row = verdicts("smoke", experiments=["1.3-sensitivity"])[0]
+    assert "ρ(batch size, test loss) = n/a" in row["measured"]
 
 
 def test_a_missing_or_foreign_summary_is_not_comparable_and_says_why(results_dir):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ..data import load_mnist, target_function
+from ..data import collapsed, constant_output_loss, load_mnist, target_function
 from ..ensemble import train_ensemble
 from ..models import build_model, count_params
 from ..stats import compare_spreads, compare_time_to_threshold, false_separation_chance, spread
@@ -30,6 +30,9 @@ def _summarize_function_fit(s: dict, runs, history) -> dict:
             "threshold_epochs": epochs, "reached": sum(e is not None for e in epochs),
             "epochs_to_threshold": spread(epochs),  # over the seeds that reached it
             "final_loss": spread(g["final_loss"]),
+            "collapsed_seeds": [int(seed) for seed, loss in zip(g["seed"], g["final_loss"])
+                                if collapsed(loss, function, s["n_points"])],
+            "constant_output_loss": constant_output_loss(function, s["n_points"]),
             "seed_report_epochs": s["seed_report"][function][model],
         }
     for function, t in table.items():

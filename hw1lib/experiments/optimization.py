@@ -15,7 +15,7 @@ import torch
 from .. import results
 from ..curvature import (flat_loss, flatten, gradient_norm_squared, gradients, hessian_eigenvalues,
                          minimal_ratio, refine_critical_points, unflatten)
-from ..data import load_mnist, target_function
+from ..data import collapsed, constant_output_loss, load_mnist, target_function
 from ..ensemble import (Ensemble, EnsembleCallback, evaluate_members, gradient_norms,
                         stack_state_dicts, train_ensemble)
 from ..landscape import (as_state_dict, between_run_share, filter_normalized_direction,
@@ -60,12 +60,14 @@ def _summarize_gradnorm(s: dict, runs, history) -> dict:
                                              "log_change_correlation", "spikes", "iterations")})
         if pd.isna(per_seed[-1]["threshold_epoch"]):
             per_seed[-1]["threshold_epoch"] = None
+        per_seed[-1]["collapsed"] = collapsed(run["final_loss"], s["function"], s["n_points"])
     reached = [p["threshold_epoch"] for p in per_seed if p["threshold_epoch"] is not None]
     return {"per_seed": per_seed, "reached": len(reached), "seeds": len(per_seed),
             "threshold_epoch": spread(reached),
             "grad_norm_at_stop": spread([p["final_grad_norm"] for p in per_seed
                                          if p["threshold_epoch"] is not None]),
             "log_change_correlation": spread(runs["log_change_correlation"]),
+            "constant_output_loss": constant_output_loss(s["function"], s["n_points"]),
             "params": int(runs["params"].iloc[0])}
 
 
