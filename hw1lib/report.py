@@ -321,10 +321,13 @@ Code is hidden; the button at the top right shows it. Each figure's shaded band 
 
 ## The seed report's claims, checked
 
-Each claim of the student report this study reproduces, what this run measured for it (mean
-[min–max] over seeds), and a verdict computed from those numbers: **supported** or **contradicted**
-beyond the spread over seeds, **within seed noise**, or **not comparable** (and why). The section
-links lead to the figures.
+Each claim of the student report this study reproduces, what this run measured for it (as the row
+says: mean or median, with [min–max] over seeds), and a verdict computed from those numbers:
+**supported** or **contradicted**, **within seed noise**, or **not comparable**. Most rows judge by
+the spread over seeds (every seed of one side beyond every seed of the other); the others by the
+rule their "why" names: a rank correlation at the 5 % level (batch size), a share of the runs (the
+minimal ratio), a fixed cut-off (the gradient norm at the loss threshold), a margin to chance (random
+labels). The section links lead to the figures.
 
 {verdict_table}
 """

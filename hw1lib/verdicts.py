@@ -129,7 +129,8 @@ def _minimal_ratio(s: dict) -> list[dict]:
                  f"median ‖∇L‖ {e['grad_norm']['median']:.2g}, minimal ratio "
                  f"{e['minimal_ratio']['median']:.2f} [{e['minimal_ratio']['min']:.2f}–"
                  f"{e['minimal_ratio']['max']:.2f}]", verdict,
-                 "the runs split between minima and saddles" if verdict == NOISE else "")]
+                 "the runs split between minima and saddles" if verdict == NOISE else
+                 f"{'≥ 90' if verdict == SUPPORTED else '≤ 10'} % of the runs at a minimum")]
 
 
 def _random_labels(s: dict) -> list[dict]:
@@ -154,7 +155,11 @@ def _random_labels(s: dict) -> list[dict]:
                  f"{t['reached']}/{t['seeds']} seeds reached 99 % training accuracy on random labels; "
                  f"training loss {describe_range(t['train_loss'])}, test accuracy "
                  f"{describe_range(scaled(t['test_accuracy'], 100), '{:.2f}')} %", verdict,
-                 f"on {s['train_size']:,} training images" if s["train_size"] < 60_000 else "")]
+                 "; ".join(part for part in (
+                     (f"every seed's test accuracy within 2 points of chance ({chance:.0f} %)" if near_chance
+                      else f"a seed's test accuracy 2 points or more above chance ({chance:.0f} %)")
+                     if memorized else "",
+                     f"on {s['train_size']:,} training images" if s["train_size"] < 60_000 else "") if part))]
 
 
 def _params(s: dict) -> list[dict]:
