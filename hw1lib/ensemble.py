@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from . import Hw1Error
 from .models import build_model
 from .train import (TASKS, TrainingDiverged, check_arguments, check_data, check_test, make_optimizer,
-                    show_progress, shuffle_seed)
+                    output_shape, show_progress, shuffle_seed)
 
 # forward(params, x) → outputs of every member, shaped (members, batch, ...)
 Forward = Callable[[dict, torch.Tensor], torch.Tensor]
@@ -376,13 +376,8 @@ def train_ensemble(spec: dict, seeds: Sequence[int], train_x, train_y, *, task: 
     if shared_y and not shared_x:
         y_all = y_all.expand(members, *y_all.shape)
     shared = shared_x  # from here on inputs and targets are either both shared or both per member
-    sample = x_all if shared else x_all[0]
-    try:  # on the meta device: shapes only, no arithmetic
-        shape = tuple(ens.base(sample[:1].to("meta")).shape[1:]) if sample.dim() and len(sample) else ()
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Hw1Error(f"training set: the model cannot take inputs shaped {tuple(sample.shape[1:])} "
-                       f"({first})") from None
+    sample = x_all if shared else x_all[0]  # ens.base lives on the meta device: shapes only
+    shape = output_shape(ens.base, sample.to("meta")) if sample.dim() and len(sample) else ()
     for i in range(1 if shared else members):
         check_data(task, x_all if shared else x_all[i], y_all if shared else y_all[i], shape,
                    "training set" if shared else f"training set of member {i}", device=ens.device)
