@@ -8,6 +8,7 @@ import stat
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from hw1lib import Hw1Error, data, results
@@ -158,8 +159,8 @@ def test_a_complete_read_only_cache_is_read(results_dir, monkeypatch, capsys):
     ({"seed": True}, "seed must be a whole number"),
     ({"seed": -1}, "seed must be a whole number ≥ 0; got -1"),
     # the bound counts the experiment's seeds (2 in smoke 1.1-function), not one
-    ({"seed": 2**64 - 1}, "seed must be between 0 and 9,223,372,036,854,775,805 (runs use seed … seed + 1)"),
-    ({"seed": 2**63 - 2}, "seed must be between 0 and 9,223,372,036,854,775,805"),  # its second run would overflow
+    ({"seed": 2**64 - 1}, "seed must be between 0 and 9,223,372,036,854,775,806 (runs use seed … seed + 1)"),
+    ({"seed": 2**63 - 1}, "seed must be between 0 and 9,223,372,036,854,775,806"),  # its second run would overflow
     ({"force": "maybe"}, "force must be True or False; got 'maybe' (str)"),
     ({"profile": 3}, "profile must be one of smoke, quick, full"),
 ])
@@ -169,6 +170,18 @@ def test_bad_runner_parameters_are_one_line_before_any_training(results_dir, mon
     params = {"profile": "smoke", "device": "cpu", "seed": 0, "force": False, **kwargs}
     with pytest.raises(Hw1Error, match=re.escape(message)):
         run_experiment("1.1-function", **params)
+
+
+def test_the_largest_allowed_seed_passes_and_its_last_run_is_a_signed_64_bit_seed():
+    from hw1lib.experiments.core import check_parameters
+
+    largest = 2**63 - 3  # with 3 seeds, runs use 2⁶³ − 3 … 2⁶³ − 1, the top of the signed 64-bit range
+    check_parameters("smoke", "cpu", largest, False, seeds=3)
+    assert int(np.int64(largest + 2)) == largest + 2  # the last run's seed fits a runs table's int64
+    with pytest.raises(OverflowError):
+        np.int64(largest + 3)
+    with pytest.raises(Hw1Error, match="between 0 and 9,223,372,036,854,775,805"):
+        check_parameters("smoke", "cpu", largest + 1, False, seeds=3)
 
 
 def test_a_papermill_parameter_of_the_wrong_type_is_named(tmp_path, results_dir):

@@ -140,8 +140,8 @@ def check_parameters(profile, device, seed, force, seeds: int | None = None) -> 
         raise Hw1Error(f"seed must be a whole number; got {seed!r} ({type(seed).__name__})")
     if seed < 0:
         raise Hw1Error(f"seed must be a whole number ≥ 0; got {seed}")
-    if seeds is not None and seed + seeds > MAX_SEED:  # seed + seeds < 2⁶³
-        raise Hw1Error(f"seed must be between 0 and {MAX_SEED - seeds:,} (runs use seed … "
+    if seeds is not None and seed + seeds - 1 > MAX_SEED:  # the last run's seed must fit
+        raise Hw1Error(f"seed must be between 0 and {MAX_SEED - (seeds - 1):,} (runs use seed … "
                        f"seed + {seeds - 1}); got {seed}")
     if not isinstance(force, bool):
         raise Hw1Error(f"force must be True or False; got {force!r} ({type(force).__name__})")
