@@ -197,8 +197,19 @@ def _trend(trend: dict, sign: int) -> str:
     return SUPPORTED if trend["rho"] * sign > 0 else CONTRADICTED
 
 
+def _fewer_steps(s: dict) -> str:
+    """Every batch size trains for the same epochs, so a larger batch takes fewer optimizer steps
+    (ceil(train size / batch) per epoch): a caveat on any reading of a trend with batch size."""
+    epochs, n, table = s["settings"]["epochs"], s["train_size"], s["table"]
+    steps = [epochs * -(-n // row["batch_size"]) for row in (table[0], table[-1])]
+    return (f"the same {epochs:,} epoch{'s' if epochs != 1 else ''} at every batch size: {steps[0]:,} steps "
+            f"at batch {table[0]['batch_size']:,}, {steps[1]:,} at {table[-1]['batch_size']:,}, so larger "
+            f"batches are also trained less")
+
+
 def _sensitivity(s: dict) -> list[dict]:
     trends, table = s["trend_with_batch_size"], s["table"]
+    fewer_steps = _fewer_steps(s)
     accuracy, loss = trends["test_accuracy"], trends["test_loss"]
     # the claim is a conjunction: contradicted if either half is, supported only if both are
     both = {_trend(accuracy, -1), _trend(loss, +1)}
@@ -214,7 +225,7 @@ def _sensitivity(s: dict) -> list[dict]:
                  f"{table[-1]['batch_size']:,}; ρ(batch size, test loss) = "
                  + (f"{loss['rho']:.2f} (p = {loss['p_value']:.2g})" if loss["rho"] is not None else "n/a")
                  if accuracy["rho"] is not None else "n/a",
-                 accuracy_verdict, "the same epochs, so larger batches also take fewer steps")]
+                 accuracy_verdict, fewer_steps)]
     peak = next(r for r in table if r["batch_size"] == s["sensitivity_peak_batch_size"])
     interior = table[0] is not peak and table[-1] is not peak
     if not interior:  # highest at an end: contradicted when that end is clearly above its neighbour
@@ -231,7 +242,7 @@ def _sensitivity(s: dict) -> list[dict]:
                                                      for r in table)
                      + f"; highest at {peak['batch_size']:,}", verdict,
                      ("a single seed has no spread" if verdict == NOT_COMPARABLE else
-                      "highest at an end of the range" if not interior else "")))
+                      ("highest at an end of the range; " if not interior else "") + fewer_steps)))
     return rows
 
 

@@ -36,7 +36,7 @@ def sensitivity_summary(means, rho=-0.9, p=0.01, loss_p=None, loss_rho=None):
     table = [{"batch_size": b, "sensitivity": spread_of(m - 0.01, m + 0.01),
               "test_accuracy": spread_of(0.9, 0.91)} for b, m in zip((8, 32, 128), means)]
     peak = table[max(range(3), key=lambda i: means[i])]["batch_size"]
-    return {"table": table, "sensitivity_peak_batch_size": peak,
+    return {"table": table, "sensitivity_peak_batch_size": peak, "train_size": 1000, "settings": {"epochs": 3},
             "trend_with_batch_size": {"test_accuracy": {"rho": rho, "p_value": p},
                                       "test_loss": {"rho": -rho if loss_rho is None else loss_rho,
                                                     "p_value": p if loss_p is None else loss_p}}}
@@ -53,6 +53,14 @@ def test_the_batch_size_claims_follow_the_trend_and_where_sensitivity_peaks(resu
     write("smoke", "1.3-sensitivity", sensitivity_summary(means, rho, p, loss_p))
     rows = verdicts("smoke", experiments=["1.3-sensitivity"])
     assert tuple(r["verdict"] for r in rows) == expected
+
+
+def test_both_batch_size_rows_state_how_many_steps_each_end_took(results_dir):
+    write("smoke", "1.3-sensitivity", sensitivity_summary((0.1, 0.5, 0.2)))
+    rows = verdicts("smoke", experiments=["1.3-sensitivity"])
+    # 1,000 images for 3 epochs: ceil(1000 / 8) = 125 steps an epoch at batch 8, ceil(1000 / 128) = 8 at 128
+    for row in rows:
+        assert "375 steps at batch 8, 24 at 128, so larger batches are also trained less" in row["why"]
 
 
 def test_accuracy_falling_while_loss_falls_too_contradicts_the_claim_and_a_missing_rho_reads_n_a(results_dir):
