@@ -75,6 +75,15 @@ def model_colors(names: list[str]) -> dict:
     return dict(zip(names, sns.color_palette("colorblind", len(names))))
 
 
+RUN_MARKERS = "osD^vPX*"  # filled shapes that stay apart at small sizes
+
+
+def model_markers(names: list[str]) -> dict:
+    """A marker shape per name, a second cue beside its colour: the colour-blind palette's orange,
+    vermillion and tan (its 2nd, 4th and 6th colours) are hard to tell apart in small markers."""
+    return {name: RUN_MARKERS[i % len(RUN_MARKERS)] for i, name in enumerate(names)}
+
+
 def plot_mean_spread(ax, curves: dict[str, list[list[float]]], colors: dict, *, x=None,
                      logy: bool = False) -> None:
     """Per label: the mean over its runs with a min–max band. Where runs stopped at different epochs

@@ -53,3 +53,13 @@ def test_a_curve_without_a_colour_or_a_legend_without_labels_is_one_line_error()
     plots.legend_below(fig, ax)  # now there is a labelled line
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a (n=2)"]
     plt.close(fig)
+
+
+def test_runs_with_close_colours_get_different_marker_shapes():
+    names = [f"seed {i}" for i in range(8)]
+    colors, markers = plots.model_colors(names), plots.model_markers(names)
+    close = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+             if sum((x - y) ** 2 for x, y in zip(colors[a], colors[b])) ** 0.5 < 0.35]
+    assert close, "the palette has no close pair: the test would check nothing"
+    assert all(markers[a] != markers[b] for a, b in close), close
+    assert set(markers.values()) <= set(plots.RUN_MARKERS)
