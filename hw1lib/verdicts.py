@@ -126,7 +126,8 @@ def _minimal_ratio(s: dict) -> list[dict]:
                  "Where the gradient is almost zero (best 0.046), training has reached a local minimum "
                  "(minimal ratio 0.75).",
                  f"ReLU: {e['at_minimum']}/{e['runs']} runs at a minimum (no eigenvalue below −tol), "
-                 f"median ‖∇L‖ {e['grad_norm']['median']:.2g}, minimal ratio "
+                 f"median ‖∇L‖ {e['grad_norm']['median']:.2g} ({e['below_near_zero_gradient']}/{e['runs']} "
+                 f"below {s['settings']['near_zero_gradient']:g}), minimal ratio "
                  f"{e['minimal_ratio']['median']:.2f} [{e['minimal_ratio']['min']:.2f}–"
                  f"{e['minimal_ratio']['max']:.2f}]", verdict,
                  "the runs split between minima and saddles" if verdict == NOISE else

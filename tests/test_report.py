@@ -263,6 +263,8 @@ def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
         assert (f"fell from a median {entry['grad_norm_adam']['median']:.2g} after Adam to "
                 f"{entry['grad_norm_gradient']['median']:.2g}") in text
         assert f"{entry['at_minimum']} runs ended where no eigenvalue" in text
+    relu = minimal["series"]["relu"]  # the front page's verdict row counts the near-critical runs
+    assert f"({relu['below_near_zero_gradient']}/{relu['runs']} below {mr['near_zero_gradient']:g})" in text
     pc, es = settings("1.2-pca", "smoke"), settings("1.2-error-surface", "smoke")
     pca, surface = summaries["1.2-pca"], summaries["1.2-error-surface"]
     assert (f"batch {pc['batch_size']:,} (the seed report does not state its batch size), for "
@@ -291,6 +293,7 @@ def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
     noisy = params["noisy"]
     assert f"about samples × classes = {noisy['threshold_params']:,} parameters here" in text
     assert (f"with {100 * noisy['label_noise']:.0f} % of their labels replaced by another class") in text
+    assert f"epochs (measured every {pm['noisy']['eval_every']:,})" in text
     interpolation = summaries["1.3-interpolation"]
     for pair in interpolation["pairs"].values():
         f = pair["flatness_a"]
