@@ -18,13 +18,17 @@ def _activation(name: str) -> type[nn.Module]:
     return ACTIVATIONS[name]
 
 
+def whole_number(value) -> bool:
+    """True for a Python or numpy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _positive_ints(values, at_least: int) -> bool:
     """True for a sequence (list, tuple, range, numpy array) of at least `at_least` whole numbers ≥ 1."""
     if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
         return False
     values = list(values)
-    return len(values) >= at_least and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values)
+    return len(values) >= at_least and all(whole_number(v) and v >= 1 for v in values)
 
 
 def count_params(model: nn.Module) -> int:

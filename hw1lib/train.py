@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import Hw1Error
-from .models import build_model
+from .models import build_model, whole_number
 
 DEVICES = ("auto", "cpu", "cuda")
 TASKS = ("regression", "classification")
@@ -191,10 +191,6 @@ class Callback:
         pass
 
 
-def _whole(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _number(value) -> bool:
     if isinstance(value, torch.Tensor):  # a 0-d tensor, as torch's optimizers take for lr
         return value.dim() == 0 and value.is_floating_point() and bool(torch.isfinite(value))
@@ -213,7 +209,7 @@ def check_arguments(*, task: str, epochs, lr, weight_decay, momentum, batch_size
     """One-line errors for the scalar settings of a run, before anything is built."""
     if task not in TASKS:
         raise Hw1Error(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-    if not _whole(epochs) or epochs < 1:
+    if not whole_number(epochs) or epochs < 1:
         raise Hw1Error(f"epochs must be a whole number ≥ 1, got {epochs!r}")
     if not _number(lr) or lr <= 0:
         raise Hw1Error(f"lr must be a positive number, got {lr!r}")
@@ -221,7 +217,7 @@ def check_arguments(*, task: str, epochs, lr, weight_decay, momentum, batch_size
         raise Hw1Error(f"weight_decay must be a number ≥ 0, got {weight_decay!r}")
     if not _number(momentum) or not 0 <= momentum < 1:
         raise Hw1Error(f"momentum must be a number in [0, 1), got {momentum!r}")
-    if batch_size is not None and (not _whole(batch_size) or batch_size < 1):
+    if batch_size is not None and (not whole_number(batch_size) or batch_size < 1):
         raise Hw1Error(f"batch_size must be a whole number ≥ 1 (or None for full batch), got {batch_size!r}")
     if loss_threshold is not None and (not _number(loss_threshold) or loss_threshold < 0):
         raise Hw1Error(f"loss_threshold must be a number ≥ 0 (or None), got {loss_threshold!r}")
