@@ -159,3 +159,24 @@ def line_metrics(spec: dict, start: dict, end: dict, alphas, x: torch.Tensor, y:
     alphas = np.asarray(alphas, dtype=np.float64)
     weights = np.column_stack([1 - alphas, alphas])
     return _combinations(spec, (start, end), weights, x, y, members, desc, batch_size)
+
+
+def filter_normalized_flatness(spec: dict, centre: dict, x: torch.Tensor, y: torch.Tensor, *,
+                               step: float, directions: int, seed: int, desc: str = "flatness") -> dict:
+    """How much the loss rises around `centre` along random filter-normalized directions (Li et al.
+    2018): the mean of loss(centre ± step·dᵢ) − loss(centre) over `directions` directions (an even
+    number, drawn from a generator seeded by `seed`) and both signs. Each direction has, filter by
+    filter, the norm of the weights themselves, so rescaling a ReLU layer's weights (which leaves
+    the function unchanged, Dinh et al. 2017) does not change this number, where a step of fixed
+    length does. Returns {"rise", "centre_loss"}."""
+    if directions < 2 or directions % 2:
+        raise Hw1Error(f"directions must be an even number ≥ 2, got {directions}")
+    generator = torch.Generator().manual_seed(seed)
+    rises, centre_loss = [], None
+    for _ in range(directions // 2):
+        pair = (filter_normalized_direction(centre, generator), filter_normalized_direction(centre, generator))
+        points = np.array([(0, 0), (step, 0), (-step, 0), (0, step), (0, -step)], dtype=np.float64)
+        loss = plane_losses(spec, centre, pair, points, x, y, desc=desc)["loss"]
+        centre_loss = float(loss[0])
+        rises.extend(loss[1:] - loss[0])
+    return {"rise": float(np.mean(rises)), "centre_loss": centre_loss}

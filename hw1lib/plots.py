@@ -112,11 +112,12 @@ def plot_mean_spread(ax, curves: dict[str, list[list[float]]], colors: dict, *, 
         ax.set_yscale("log")
 
 
-def figure(ncols: int = 1, height: float = 3.2, width: float | None = None, **kw):
-    """A row of `ncols` panels, PAGE_WIDTH wide in all (one panel: 5 in) unless `width` says."""
+def figure(ncols: int = 1, height: float = 3.2, width: float | None = None, rows: int = 1, **kw):
+    """A row of `ncols` panels, PAGE_WIDTH wide in all (one panel: 5 in) unless `width` says; with
+    rows > 1, a grid whose axes are indexed [row][column]."""
     width = width or (5.0 if ncols == 1 else PAGE_WIDTH)
-    fig, axes = plt.subplots(1, ncols, figsize=(width, height), layout="constrained", **kw)
-    return fig, np.atleast_1d(axes)
+    fig, axes = plt.subplots(rows, ncols, figsize=(width, height), layout="constrained", squeeze=False, **kw)
+    return fig, (axes[0] if rows == 1 else axes)
 
 
 def show(fig) -> None:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import nbformat
 
-from . import PROJECT_ROOT, Hw1Error, results
+from . import PROJECT_ROOT, Hw1Error, disclosure, results
 from .profiles import check_profile
 from .train import device_description, resolve_device
-from .verdicts import markdown_table, verdicts
+from .verdicts import anchor, markdown_table, verdicts
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 REPORT_DIR = PROJECT_ROOT / "report"
@@ -241,16 +241,22 @@ def _math_to_mathml(nb) -> None:
 
 
 def git_commit() -> str:
+    """The commit of this project's checkout. Only where PROJECT_ROOT is the top of a git work tree:
+    an unpacked copy of the project inside another repository would otherwise report that one's."""
+    unknown = "unknown (not a git checkout of this project)"
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=PROJECT_ROOT,
-                             capture_output=True, text=True, check=True).stdout.strip()
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != Path(PROJECT_ROOT).resolve():
+            return unknown
+        rev = git("rev-parse", "--short=10", "HEAD")
         # the rendered report is this step's output, not a change to the code that made it
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)report"],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)report")
         return rev + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
+        return unknown
 
 
 def experiment_times(profile: str, experiments: list[str]) -> str:
@@ -301,6 +307,7 @@ def front_page(profile: str, device_text: str, seed: int, timings: dict[str, flo
 | | |
 |---|---|
 | profile | **{profile}** (settings: `hw1lib/profiles.py`) |
+| settings | what the seed report states and what this project chose: see [{disclosure.HEADING}](#{anchor(disclosure.HEADING)}) |
 | device | {html.escape(device_text)} |
 | first seed | {seed} |
 | commit | `{git_commit()}` |
@@ -343,14 +350,19 @@ def _insert_table_of_contents(page: str) -> str:
     return page.replace('<div id="hw1-toc"></div>', nav, 1)
 
 
-def render_html(executed: list[Path], front: str) -> str:
+def render_html(executed: list[Path], front: str, settings: str = "") -> str:
+    """One page: the front page, then `settings` (Markdown, the settings disclosed), then each
+    executed notebook."""
     from nbconvert import HTMLExporter
 
     combined = nbformat.v4.new_notebook(metadata={"title": "HW1 report"})
     combined.cells.append(nbformat.v4.new_markdown_cell(front))
+    # every section starts on a new page of the PDF
+    section_break = '<div class="hw1-section-break"></div>'
+    if settings:
+        combined.cells += [nbformat.v4.new_markdown_cell(section_break), nbformat.v4.new_markdown_cell(settings)]
     for path in executed:
-        # every section starts on a new page of the PDF
-        combined.cells.append(nbformat.v4.new_markdown_cell('<div class="hw1-section-break"></div>'))
+        combined.cells.append(nbformat.v4.new_markdown_cell(section_break))
         combined.cells.extend(nbformat.read(path, as_version=4).cells)
     _math_to_mathml(combined)
     exporter = HTMLExporter(template_name="hw1report", exclude_input_prompt=True,
@@ -477,7 +489,8 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     table = markdown_table(verdicts(profile, seed, chosen))
     page = render_html(executed, front_page(profile, device_text, seed, timings, table,
                                             experiment_times(profile, chosen),
-                                            (min(jobs, len(notebooks)), wall)))
+                                            (min(jobs, len(notebooks)), wall)),
+                       disclosure.settings_markdown())
     every = [e.section for e in in_order]
     part = sorted(set(sections), key=every.index) if sections and set(every) - set(sections) else None
     html_path = report_path(out_dir, profile, sections=part)

@@ -35,7 +35,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # results (a figure or a verdict's wording retrains nothing), the settings (their values are part of the key
 # themselves), and stats.py, whose summaries over runs are rebuilt from the stored runs on every call.
 NOT_NUMERIC = frozenset({"plots.py", "report.py", "labels.py", "verdicts.py", "__main__.py",
-                         "profiles.py", "stats.py", "results.py"})
+                         "profiles.py", "stats.py", "results.py", "disclosure.py",
+                         "readings.py"})
 
 
 def numeric_modules(package_dir: Path = PACKAGE_DIR) -> tuple[str, ...]:

@@ -166,3 +166,37 @@ def rank_correlation(a: np.ndarray, b: np.ndarray, permutations: int = 10_000) -
     null = (centred @ (ra - ra.mean())) / (np.linalg.norm(centred, axis=1) * np.linalg.norm(ra - ra.mean()))
     p_value = float((np.sum(np.abs(null) >= abs(rho) - 1e-12) + 1) / (permutations + 1))
     return rho, p_value
+
+
+def spectrum_counts(eigenvalues: np.ndarray, rel_tol: float) -> dict:
+    """Per row of `eigenvalues` (runs, P): how many are positive (λ > tol), negative (λ < −tol) and
+    zero, with tol = rel_tol · max|λ| of that row; the minimal ratio (positive / P, the assignment's
+    quantity) and the index (negative / (negative + positive): the share of descent directions among
+    the curved ones, the quantity Dauphin et al. 2014 relate to the loss; NaN with nothing curved)."""
+    e = np.asarray(eigenvalues, dtype=float)
+    tol = rel_tol * np.abs(e).max(-1, keepdims=True)
+    positive, negative = (e > tol).sum(-1), (e < -tol).sum(-1)
+    curved = positive + negative
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index = np.where(curved > 0, negative / np.maximum(curved, 1), np.nan)
+    return {"positive": positive, "negative": negative, "zero": e.shape[-1] - curved,
+            "minimal_ratio": positive / e.shape[-1], "index": index}
+
+
+def critical_points(end_points: dict, rel_tol: float, near_zero_gradient: float) -> dict:
+    """Which end points the question 'where the gradient is almost zero, is it a minimum?' is about,
+    and the answer there. `end_points`: {"grad_norm": [...], "collapsed": [...], "negative":
+    {str(rel_tol): [...]}} per run. A point counts when ‖∇L‖ < near_zero_gradient and the net has not
+    collapsed to a constant output (a flat, trivial critical point); of those, `at_minimum` have no
+    eigenvalue below −tol."""
+    key = str(rel_tol)
+    if key not in end_points["negative"]:
+        raise Hw1Error(f"no eigenvalue counts at rel_tol {rel_tol:g}; stored: "
+                       f"{', '.join(end_points['negative'])}")
+    near = np.asarray(end_points["grad_norm"], dtype=float) < near_zero_gradient
+    live = ~np.asarray(end_points["collapsed"], dtype=bool)
+    counted = near & live
+    negative = np.asarray(end_points["negative"][key])
+    return {"runs": int(near.size), "near_zero": int(near.sum()),
+            "collapsed_near_zero": int((near & ~live).sum()), "counted": int(counted.sum()),
+            "at_minimum": int((counted & (negative == 0)).sum())}

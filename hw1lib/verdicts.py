@@ -5,22 +5,74 @@ it, what this run measured (with the spread over seeds), and a verdict computed 
 - supported:         the numbers say what the claim says, beyond the spread over seeds;
 - contradicted:      they say the opposite, beyond the spread over seeds;
 - within seed noise: the difference the claim rests on is smaller than the spread over seeds;
+- undecided:         a rule that is not about seeds (a rank correlation's p-value, a share of runs)
+                     falls between its "supported" and "contradicted" answers (`why` names the rule);
 - not comparable:    this run cannot test the claim (and `why` says why).
+A claim with several parts is supported only when every part is, and `why` names the part that is not.
+Each row also says whether its verdict survives the alternatives of profiles.ALTERNATIVES that bear
+on it (`robustness`).
 """
 from __future__ import annotations
 
+import contextvars
+import math
 from typing import Callable
 
-from . import Hw1Error, results
-from .stats import describe_range, scaled, separated
+from scipy.stats import ttest_ind_from_stats
 
-SUPPORTED, CONTRADICTED, NOISE, NOT_COMPARABLE = ("supported", "contradicted", "within seed noise",
-                                                  "not comparable")
+from . import Hw1Error, results
+from .profiles import ALTERNATIVES, SIGNIFICANCE
+from .stats import critical_points, describe_range, scaled, separated
+
+SUPPORTED, CONTRADICTED, NOISE, UNDECIDED, NOT_COMPARABLE = (
+    "supported", "contradicted", "within seed noise", "undecided", "not comparable")
+MINIMUM_SHARE = 0.9  # "training reached a minimum" when at least this share of the counted runs did
 
 
 def _row(section, heading, claim, measured, verdict, why=""):
     return {"section": section, "heading": heading, "claim": claim, "measured": measured,
             "verdict": verdict, "why": why}
+
+
+def conjunction(parts: list[tuple[str, str]]) -> tuple[str, str]:
+    """The verdict on a claim made of several parts, [(part, verdict), ...], and why: supported only
+    when every part is; contradicted when any part is; otherwise not comparable, within seed noise or
+    undecided (in that order of precedence), naming each part that is not supported."""
+    if all(v == SUPPORTED for _, v in parts):
+        return SUPPORTED, ""
+    for verdict in (CONTRADICTED, NOT_COMPARABLE, NOISE, UNDECIDED):
+        if any(v == verdict for _, v in parts):
+            failing = [f"{name}: {v}" for name, v in parts if v != SUPPORTED]
+            return verdict, "; ".join(failing)
+    raise Hw1Error(f"unknown verdicts among {parts!r}")
+
+
+# How two models' seeds are compared: "ranges" (every seed of one beyond every seed of the other) or
+# "welch"; set only while the robustness column recomputes the verdicts under the alternative.
+_SEED_RULE = contextvars.ContextVar("seed_rule", default=ALTERNATIVES["seed_rule"][0])
+
+
+def differ(a: dict, b: dict) -> bool | None:
+    """Whether two spreads over seeds differ beyond seed noise, by the seed rule in force (None: a
+    side has a single seed)."""
+    if _SEED_RULE.get() == "ranges":
+        return separated(a, b)
+    if a["n"] < 2 or b["n"] < 2:
+        return None
+    if a["std"] == 0 and b["std"] == 0:
+        return a["mean"] != b["mean"]
+    p = ttest_ind_from_stats(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"], equal_var=False).pvalue
+    return bool(p < SIGNIFICANCE) if not math.isnan(p) else False
+
+
+def _ordered(a: dict, b: dict, lower_is_better: bool = True) -> str:
+    """Verdict on 'a is better than b' over seeds."""
+    sep = differ(a, b)
+    if sep is None:
+        return NOT_COMPARABLE
+    if not sep:
+        return NOISE
+    return SUPPORTED if (a["mean"] < b["mean"]) == lower_is_better else CONTRADICTED
 
 
 def _pair(comparisons: list[dict], a: str, b: str) -> dict:
@@ -58,57 +110,51 @@ def _function_fit(s: dict) -> list[dict]:
                          f"epochs to 10⁻³: deep {_epochs(table['deep'], limit)}, {other} "
                          f"{_epochs(table[other], limit)}", verdict, why))
     sign = s["table"]["sign"]
-    comparison = _pair(s["comparisons"]["sign"], "deep", "shallow")
-    loss = comparison["final_loss"]
-    if loss is None:
+    if any(sign[m]["reached"] for m in sign):
         verdict, why = NOT_COMPARABLE, "a net stopped at the threshold, so final losses are not at one budget"
-    elif loss["separated"] is None:
-        verdict, why = NOT_COMPARABLE, "a single seed has no spread"
-    elif not loss["separated"]:
-        verdict, why = NOISE, ""
-    else:
-        deep_better = loss["better"] == ("a" if comparison["a"] == "deep" else "b")
-        verdict, why = (SUPPORTED if deep_better else CONTRADICTED), ""
+    else:  # "the deepest fits best and the shallow worst": three orderings, each over the seed ranges
+        verdict, why = conjunction([
+            (f"{a} below {b}", _ordered(sign[a]["final_loss"], sign[b]["final_loss"]))
+            for a, b in (("deep", "middle"), ("deep", "shallow"), ("middle", "shallow"))])
+        if verdict == NOT_COMPARABLE:
+            why = "a single seed has no spread"
     budget = s["settings"]["max_epochs"]
     if budget < s["settings"]["seed_report"]["max_epochs"] and verdict != NOT_COMPARABLE:
-        why = f"after {budget:,} epochs (the seed report: {s['settings']['seed_report']['max_epochs']:,})"
+        why = "; ".join(part for part in (why, f"after {budget:,} epochs (the seed report: "
+                                               f"{s['settings']['seed_report']['max_epochs']:,})") if part)
     rows.append(_row("1.1", heading,
                      "On sgn(sin(5πx)) the deepest net fits best and the shallow net worst.",
-                     f"final training loss: deep {describe_range(sign['deep']['final_loss'])}, shallow "
-                     f"{describe_range(sign['shallow']['final_loss'])}", verdict, why))
+                     "final training loss: " + ", ".join(
+                         f"{m} {describe_range(sign[m]['final_loss'])}" for m in ("deep", "middle", "shallow")),
+                     verdict, why))
     return rows
 
 
 def _mnist(s: dict) -> list[dict]:
     t = s["table"]
-    best, others = "shallow", ("deep", "middle")
-    seps = [separated(t[best]["train_accuracy"], t[o]["train_accuracy"]) for o in others]
-    ahead = [t[best]["train_accuracy"]["mean"] > t[o]["train_accuracy"]["mean"] for o in others]
-    if None in seps:
-        verdict = NOT_COMPARABLE
-    elif all(seps) and all(ahead):
-        verdict = SUPPORTED
-    elif any(sep and not a for sep, a in zip(seps, ahead)):
-        verdict = CONTRADICTED
-    else:
-        verdict = NOISE
+    verdict, why = conjunction([
+        (f"2 dense above {name}", _ordered(t["shallow"]["train_accuracy"], t[other]["train_accuracy"],
+                                          lower_is_better=False))
+        for other, name in (("middle", "3 dense"), ("deep", "5 dense"))])
+    if verdict == NOT_COMPARABLE:
+        why = "a single seed has no spread"
     acc = {m: describe_range(scaled(t[m]["train_accuracy"], 100), "{:.2f}") for m in t}
     return [_row("1.1", "1.1b Train on a real task: MNIST",
                  "On MNIST the CNN with 2 dense layers reaches the highest training accuracy (98.91 % "
                  "against 98.16 % and 97.86 %).",
                  f"training accuracy: 2 dense {acc['shallow']} %, 3 dense {acc['middle']} %, 5 dense "
-                 f"{acc['deep']} %", verdict, "a single seed has no spread" if verdict == NOT_COMPARABLE else "")]
+                 f"{acc['deep']} %", verdict, why)]
 
 
-def _gradnorm(s: dict) -> list[dict]:
-    far = 1e-2  # a gradient norm this large is not "almost zero"
+def _gradnorm(s: dict, near_zero_gradient: float | None = None) -> list[dict]:
+    near = s["settings"]["near_zero_gradient"] if near_zero_gradient is None else near_zero_gradient
     g = s["grad_norm_at_stop"]
     if not s["reached"]:
         verdict, why = NOT_COMPARABLE, "no seed reached loss 10⁻³"
-    elif g["min"] > far:
-        verdict, why = SUPPORTED, f"every seed above {far:g} at the threshold"
+    elif g["min"] >= near:
+        verdict, why = SUPPORTED, f"every seed at or above the near-zero cut-off {near:g} at the threshold"
     else:
-        verdict, why = CONTRADICTED, f"a seed at or below {far:g} at the threshold"
+        verdict, why = CONTRADICTED, f"a seed below the near-zero cut-off {near:g} at the threshold"
     return [_row("1.2", "1.2b Gradient norm during training",
                  "When the loss reaches 10⁻³ (epoch ~700) the gradient norm is still far from zero (0.236).",
                  f"{s['reached']}/{s['seeds']} seeds reached 10⁻³"
@@ -116,22 +162,33 @@ def _gradnorm(s: dict) -> list[dict]:
                     f"there {describe_range(g)}" if s["reached"] else ""), verdict, why)]
 
 
-def _minimal_ratio(s: dict) -> list[dict]:
+def _minimal_ratio(s: dict, rel_tol: float | None = None,
+                   near_zero_gradient: float | None = None) -> list[dict]:
     e = s["series"].get("relu")
     if e is None:
         return []
-    share = e["at_minimum"] / e["runs"]  # over all runs: the claim is about where training ends
-    verdict = SUPPORTED if share >= 0.9 else CONTRADICTED if share <= 0.1 else NOISE
+    tol = s["settings"]["rel_tol"] if rel_tol is None else rel_tol
+    near = s["settings"]["near_zero_gradient"] if near_zero_gradient is None else near_zero_gradient
+    c = critical_points(e["end_points"], tol, near)
+    at_tol = e["by_tol"][str(tol)]
+    measured = (f"ReLU: {c['counted']}/{c['runs']} runs ended with ‖∇L‖ < {near:g} and a working net "
+                f"({c['collapsed_near_zero']} more collapsed to a constant output); {c['at_minimum']} of "
+                f"them at a minimum (no eigenvalue below −{tol:g}·max|λ|); minimal ratio "
+                f"{at_tol['minimal_ratio']['median']:.2f} [{at_tol['minimal_ratio']['min']:.2f}–"
+                f"{at_tol['minimal_ratio']['max']:.2f}] over all {c['runs']}")
+    if c["counted"] == 0:
+        verdict, why = NOT_COMPARABLE, f"no working run ended with ‖∇L‖ below {near:g}"
+    else:
+        share = c["at_minimum"] / c["counted"]
+        verdict = (SUPPORTED if share >= MINIMUM_SHARE else CONTRADICTED if share <= 1 - MINIMUM_SHARE
+                   else UNDECIDED)
+        why = {SUPPORTED: f"share of the counted runs at a minimum ≥ {MINIMUM_SHARE:.0%}",
+               CONTRADICTED: f"share of the counted runs at a minimum ≤ {1 - MINIMUM_SHARE:.0%}",
+               UNDECIDED: f"the counted runs split between minima and saddles (between "
+                          f"{1 - MINIMUM_SHARE:.0%} and {MINIMUM_SHARE:.0%} at a minimum)"}[verdict]
     return [_row("1.2", "1.2c What happens when the gradient is almost zero",
                  "Where the gradient is almost zero (best 0.046), training has reached a local minimum "
-                 "(minimal ratio 0.75).",
-                 f"ReLU: {e['at_minimum']}/{e['runs']} runs at a minimum (no eigenvalue below −tol), "
-                 f"median ‖∇L‖ {e['grad_norm']['median']:.2g} ({e['below_near_zero_gradient']}/{e['runs']} "
-                 f"below {s['settings']['near_zero_gradient']:g}), minimal ratio "
-                 f"{e['minimal_ratio']['median']:.2f} [{e['minimal_ratio']['min']:.2f}–"
-                 f"{e['minimal_ratio']['max']:.2f}]", verdict,
-                 "the runs split between minima and saddles" if verdict == NOISE else
-                 f"{'≥ 90' if verdict == SUPPORTED else '≤ 10'} % of the runs at a minimum")]
+                 "(minimal ratio 0.75).", measured, verdict, why)]
 
 
 def _random_labels(s: dict) -> list[dict]:
@@ -149,7 +206,7 @@ def _random_labels(s: dict) -> list[dict]:
     if memorized:
         verdict = SUPPORTED if near_chance else CONTRADICTED  # fitted, but the test set learned something
     else:
-        verdict = CONTRADICTED if not t["reached"] else NOISE  # some seeds fitted them, some did not
+        verdict = CONTRADICTED if not t["reached"] else UNDECIDED  # some seeds fitted them, some did not
     return [_row("1.3", "1.3a Can the network fit random labels?",
                  "A network can fit random labels (training loss 0.0305 after 1,000 epochs) while its "
                  "test accuracy stays at chance (10.86 %).",
@@ -160,6 +217,8 @@ def _random_labels(s: dict) -> list[dict]:
                      (f"every seed's test accuracy within 2 points of chance ({chance:.0f} %)" if near_chance
                       else f"a seed's test accuracy 2 points or more above chance ({chance:.0f} %)")
                      if memorized else "",
+                     f"{t['reached']} of {t['seeds']} seeds fitted them (a share of the seeds)"
+                     if 0 < t["reached"] < t["seeds"] else "",
                      f"on {s['train_size']:,} training images" if s["train_size"] < 60_000 else "") if part))]
 
 
@@ -167,34 +226,32 @@ def _params(s: dict) -> list[dict]:
     rows = s["table"]
     smallest, largest = rows[0], rows[-1]
     lowest = min(rows, key=lambda r: r["test_loss"]["mean"])
-    falls = separated(smallest["test_loss"], largest["test_loss"])
-    train_falls = largest["train_loss"]["mean"] < smallest["train_loss"]["mean"]
-    if falls is None:
-        verdict = NOT_COMPARABLE
-    elif not train_falls and separated(smallest["train_loss"], largest["train_loss"]):
-        verdict = CONTRADICTED  # the largest net fits its training set worse
-    elif lowest is not largest and separated(lowest["test_loss"], largest["test_loss"]):
-        verdict = CONTRADICTED  # the test loss rises again beyond its minimum
-    elif falls and largest["test_loss"]["mean"] < smallest["test_loss"]["mean"]:
-        verdict = SUPPORTED
-    else:
-        verdict = NOISE
+    rises_again = differ(lowest["test_loss"], largest["test_loss"]) if lowest is not largest else False
+    verdict, why = conjunction([
+        ("train loss lower at the largest net", _ordered(largest["train_loss"], smallest["train_loss"])),
+        ("test loss lower at the largest net", _ordered(largest["test_loss"], smallest["test_loss"])),
+        ("test loss not rising again beyond its minimum",
+         NOT_COMPARABLE if rises_again is None else CONTRADICTED if rises_again else SUPPORTED),
+        ("test accuracy higher at the largest net",
+         _ordered(largest["test_accuracy"], smallest["test_accuracy"], lower_is_better=False))])
     return [_row("1.3", "1.3b Number of parameters vs generalization",
                  "Train and test loss fall, and accuracy rises, as the number of parameters grows.",
-                 f"train loss {describe_range(smallest['train_loss'])} → {describe_range(largest['train_loss'])}; test loss {describe_range(smallest['test_loss'])} at {smallest['params']:,} parameters, "
+                 f"train loss {describe_range(smallest['train_loss'])} → {describe_range(largest['train_loss'])}; "
+                 f"test accuracy {describe_range(scaled(smallest['test_accuracy'], 100), '{:.2f}')} % → "
+                 f"{describe_range(scaled(largest['test_accuracy'], 100), '{:.2f}')} %; "
+                 f"test loss {describe_range(smallest['test_loss'])} at {smallest['params']:,} parameters, "
                  + (f"lowest at the largest, {describe_range(largest['test_loss'])} at {largest['params']:,}"
                     if lowest is largest else
                     f"lowest {describe_range(lowest['test_loss'])} at {lowest['params']:,}, "
                     f"{describe_range(largest['test_loss'])} at {largest['params']:,}"), verdict,
-                 "a single seed has no spread" if verdict == NOT_COMPARABLE else
-                 "the test loss rises again beyond its minimum" if verdict == CONTRADICTED else "")]
+                 "a single seed has no spread" if verdict == NOT_COMPARABLE else why)]
 
 
 def _trend(trend: dict, sign: int) -> str:
     if trend["rho"] is None:
         return NOT_COMPARABLE
-    if trend["p_value"] >= 0.05:
-        return NOISE
+    if trend["p_value"] >= SIGNIFICANCE:
+        return UNDECIDED
     return SUPPORTED if trend["rho"] * sign > 0 else CONTRADICTED
 
 
@@ -212,10 +269,8 @@ def _sensitivity(s: dict) -> list[dict]:
     trends, table = s["trend_with_batch_size"], s["table"]
     fewer_steps = _fewer_steps(s)
     accuracy, loss = trends["test_accuracy"], trends["test_loss"]
-    # the claim is a conjunction: contradicted if either half is, supported only if both are
-    both = {_trend(accuracy, -1), _trend(loss, +1)}
-    accuracy_verdict = (CONTRADICTED if CONTRADICTED in both else both.pop() if len(both) == 1
-                        else NOISE)
+    accuracy_verdict, parts = conjunction([("accuracy falling", _trend(accuracy, -1)),
+                                           ("loss rising", _trend(loss, +1))])
     rows = [_row("1.3", "1.3d Flatness vs generalization, part 2: sensitivity and sharpness",
                  "Accuracy falls and loss rises as the batch size grows.",
                  f"Spearman ρ(batch size, test accuracy) = {accuracy['rho']:.2f} (p = "
@@ -226,16 +281,18 @@ def _sensitivity(s: dict) -> list[dict]:
                  f"{table[-1]['batch_size']:,}; ρ(batch size, test loss) = "
                  + (f"{loss['rho']:.2f} (p = {loss['p_value']:.2g})" if loss["rho"] is not None else "n/a")
                  if accuracy["rho"] is not None else "n/a",
-                 accuracy_verdict, fewer_steps)]
+                 accuracy_verdict, "; ".join(part for part in (
+                     parts + (f" (rank correlation: p ≥ {SIGNIFICANCE:g} is undecided)" if parts else ""),
+                     fewer_steps) if part))]
     peak = next(r for r in table if r["batch_size"] == s["sensitivity_peak_batch_size"])
     interior = table[0] is not peak and table[-1] is not peak
     if not interior:  # highest at an end: contradicted when that end is clearly above its neighbour
         neighbour = table[1] if peak is table[0] else table[-2]
-        clear = separated(peak["sensitivity"], neighbour["sensitivity"])
+        clear = differ(peak["sensitivity"], neighbour["sensitivity"])
         verdict = NOT_COMPARABLE if clear is None else CONTRADICTED if clear else NOISE
     else:
-        above = [separated(peak["sensitivity"], table[0]["sensitivity"]),
-                 separated(peak["sensitivity"], table[-1]["sensitivity"])]
+        above = [differ(peak["sensitivity"], table[0]["sensitivity"]),
+                 differ(peak["sensitivity"], table[-1]["sensitivity"])]
         verdict = NOT_COMPARABLE if None in above else SUPPORTED if all(above) else NOISE
     rows.append(_row("1.3", "1.3d Flatness vs generalization, part 2: sensitivity and sharpness",
                      "Sensitivity rises with the batch size up to a point and then falls.",
@@ -247,29 +304,70 @@ def _sensitivity(s: dict) -> list[dict]:
     return rows
 
 
-CHECKS: dict[str, Callable[[dict], list[dict]]] = {
-    "1.1-function": _function_fit, "1.1-mnist": _mnist, "1.2-gradnorm": _gradnorm,
-    "1.2-minimal-ratio": _minimal_ratio, "1.3-random-labels": _random_labels, "1.3-params": _params,
-    "1.3-sensitivity": _sensitivity,
+# Each experiment's check, and the alternatives (keys of profiles.ALTERNATIVES) that bear on its rows.
+CHECKS: dict[str, tuple[Callable[..., list[dict]], tuple[str, ...]]] = {
+    "1.1-function": (_function_fit, ("seed_rule",)), "1.1-mnist": (_mnist, ("seed_rule",)),
+    "1.2-gradnorm": (_gradnorm, ("near_zero_gradient",)),
+    "1.2-minimal-ratio": (_minimal_ratio, ("rel_tol", "near_zero_gradient")),
+    "1.3-random-labels": (_random_labels, ()), "1.3-params": (_params, ("seed_rule",)),
+    "1.3-sensitivity": (_sensitivity, ("seed_rule",)),
 }
+
+
+def describe_alternative(key: str, value) -> str:
+    return {"near_zero_gradient": lambda: f"‖∇L‖ cut-off {value:g}",
+            "rel_tol": lambda: f"tol {value:g}·max|λ|",
+            "seed_rule": lambda: {"ranges": "seed ranges apart", "welch": "Welch's t-test"}[value]}[key]()
+
+
+def _under(check: Callable, summary: dict, key: str, value) -> list[dict]:
+    """The check's rows with one setting replaced by an alternative value."""
+    if key == "seed_rule":
+        token = _SEED_RULE.set(value)
+        try:
+            return check(summary)
+        finally:
+            _SEED_RULE.reset(token)
+    return check(summary, **{key: value})
+
+
+def with_robustness(check: Callable, keys: tuple[str, ...], summary: dict) -> list[dict]:
+    """The check's rows, each with `robustness`: the verdict under every other value of every
+    alternative in `keys`, one setting changed at a time, and a sentence saying which change it."""
+    rows = check(summary)
+    tried = {i: [] for i in range(len(rows))}
+    for key in keys:
+        default = ALTERNATIVES[key][0] if key == "seed_rule" else summary["settings"][key]
+        for value in ALTERNATIVES[key]:
+            if value == default:
+                continue
+            for i, (row, other) in enumerate(zip(rows, _under(check, summary, key, value))):
+                tried[i].append((describe_alternative(key, value), other["verdict"]))
+    for i, row in enumerate(rows):
+        changed = [f"{name}: {verdict}" for name, verdict in tried[i] if verdict != row["verdict"]]
+        row["alternatives"] = [{"alternative": name, "verdict": verdict} for name, verdict in tried[i]]
+        row["robustness"] = ("no alternative stated" if not tried[i] else
+                             "changes under " + "; ".join(changed) if changed else
+                             "robust (the same under " + ", ".join(name for name, _ in tried[i]) + ")")
+    return rows
 
 
 def verdicts(profile: str, seed: int = 0, experiments: list[str] | None = None) -> list[dict]:
     """One row per claim, from the summary.json files under results/<profile>/ of runs with first
     seed `seed` (a missing one, or one of another seed, gives a 'not comparable' row saying so)."""
     rows = []
-    for experiment, check in CHECKS.items():
+    for experiment, (check, keys) in CHECKS.items():
         if experiments is not None and experiment not in experiments:
             continue
         summary = results.read_summary(profile, experiment)
         if summary is None or summary.get("base_seed") != seed:
             why = ("no summary.json for this profile" if summary is None else
                    f"its summary.json is of first seed {summary.get('base_seed')}, not {seed}")
-            rows.append(_row(experiment.split("-")[0], None, f"(the claims checked by {experiment})",
-                             "not run", NOT_COMPARABLE, why))
+            rows.append({**_row(experiment.split("-")[0], None, f"(the claims checked by {experiment})",
+                                "not run", NOT_COMPARABLE, why), "alternatives": [], "robustness": ""})
             continue
         try:
-            rows.extend(check(summary))
+            rows.extend(with_robustness(check, keys, summary))
         except KeyError as exc:  # a field missing; anything else is a bug here, shown as one
             raise Hw1Error(f"{experiment}'s summary.json lacks what its claims need ({exc!r}): written "
                            f"by other code? Rewrite it with `python -m hw1lib run {experiment} "
@@ -286,9 +384,11 @@ def markdown_table(rows: list[dict]) -> str:
     """The rows as a Markdown table, each claim linked to its section."""
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
-    lines = ["| section | the seed report says | this run measured | verdict |", "|---|---|---|---|"]
+    lines = ["| section | the seed report says | this run measured | verdict | under the alternatives |",
+             "|---|---|---|---|---|"]
     for r in rows:
         where = f"[{r['heading'].split(' ')[0]}](#{anchor(r['heading'])})" if r["heading"] else r["section"]
         verdict = f"**{r['verdict']}**" + (f"<br><small>{cell(r['why'])}</small>" if r["why"] else "")
-        lines.append(f"| {where} | {cell(r['claim'])} | {cell(r['measured'])} | {verdict} |")
+        lines.append(f"| {where} | {cell(r['claim'])} | {cell(r['measured'])} | {verdict} | "
+                     f"<small>{cell(r['robustness'])}</small> |")
     return "\n".join(lines)

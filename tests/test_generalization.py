@@ -168,6 +168,9 @@ def test_the_ends_of_each_line_are_the_two_trained_models(runs):
             assert arrays["test_accuracy"][i] == pytest.approx((out.argmax(1) == data.test_y).double().mean().item(), abs=1e-4)
             assert arrays["test_loss"][i] == pytest.approx(F.cross_entropy(out.double(), data.test_y).item(), rel=1e-5)
         assert run["flatness_a"] == pytest.approx(line_flatness(alpha, arrays["train_loss"], 0.0, s["flatness_step"])["mean"])
+        for end in "ab":  # the weight norms the scale-invariant control states, from the stored models
+            weights = torch.cat([v.double().flatten() for k, v in both.items() if k.startswith(end + ".")])
+            assert run[f"weight_norm_{end}"] == pytest.approx(torch.linalg.vector_norm(weights).item(), rel=1e-9)
     pair = ip.summary["pairs"]["lr"]
     assert pair["a"]["lr"] != pair["b"]["lr"] and pair["seeds"] == s["seeds"]
 

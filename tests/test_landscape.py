@@ -111,3 +111,46 @@ def test_the_line_between_two_models_matches_models_built_by_hand_and_hits_both_
         net.load_state_dict(state)
         with torch.no_grad():
             assert ends["loss"][i] == pytest.approx(F.cross_entropy(net(x).double(), y).item(), rel=1e-12)
+
+
+def test_filter_normalized_flatness_is_the_mean_rise_and_ignores_a_relu_rescaling():
+    from hw1lib.landscape import filter_normalized_flatness
+    torch.manual_seed(3)
+    spec = {"kind": "mlp", "widths": [6, 8, 3], "activation": "relu"}
+    net = build_model(spec)
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    got = filter_normalized_flatness(spec, state, x, y, step=0.3, directions=2, seed=5)
+
+    # the same number by hand: the directions from the same generator, each point an ordinary module
+    generator = torch.Generator().manual_seed(5)
+    pair = [filter_normalized_direction(state, generator) for _ in range(2)]
+
+    def loss_at(shift):
+        probe = build_model(spec)
+        probe.load_state_dict({k: state[k] + shift.get(k, 0) for k in state})
+        with torch.no_grad():
+            return F.cross_entropy(probe(x).double(), y).item()
+    centre = loss_at({})
+    rises = [loss_at({k: sign * 0.3 * d[k] for k in d}) - centre for d in pair for sign in (1, -1)]
+    assert got["rise"] == pytest.approx(np.mean(rises), rel=1e-4, abs=1e-7)
+    assert got["centre_loss"] == pytest.approx(centre, rel=1e-5)
+
+    # ×4 on the first layer, ÷4 on the second: the same function (ReLU is positively homogeneous),
+    # the same filter-normalized flatness, but a fixed-length step now sees another curvature
+    names = list(state)
+    scaled = dict(state)
+    scaled[names[0]], scaled[names[1]] = state[names[0]] * 4, state[names[1]] * 4
+    scaled[names[2]] = state[names[2]] / 4
+    again = filter_normalized_flatness(spec, scaled, x, y, step=0.3, directions=2, seed=5)
+    assert again["centre_loss"] == pytest.approx(got["centre_loss"], rel=1e-5)
+    assert again["rise"] == pytest.approx(got["rise"], rel=1e-4, abs=1e-7)
+    fixed = torch.Generator().manual_seed(9)
+    raw = {k: torch.randn(v.shape, generator=fixed) * 0.3 for k, v in state.items()}
+    plain = [loss_at({k: sign * raw[k] for k in raw}) for sign in (1, -1)]
+    state_backup, state = state, scaled
+    rescaled = [loss_at({k: sign * raw[k] for k in raw}) for sign in (1, -1)]
+    state = state_backup
+    assert abs(np.mean(rescaled) - np.mean(plain)) > 1e-3
+    with pytest.raises(Hw1Error, match="even number"):
+        filter_normalized_flatness(spec, state, x, y, step=0.3, directions=3, seed=5)

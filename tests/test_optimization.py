@@ -102,8 +102,29 @@ def test_the_summary_states_the_runs_numbers(runs):
         assert entry["runs"] == len(g)
         assert entry["minimal_ratio"]["median"] == pytest.approx(g["minimal_ratio"].median())
         assert entry["grad_norm"]["max"] == g["grad_norm"].max()
-        assert entry["at_minimum"] + entry["at_saddle"] == len(g)
-        assert entry["at_minimum"] == (g["negative"] == 0).sum()
+        # the counts, the index and its rank correlation, recomputed with numpy/scipy from the stored
+        # spectra (the summary counts them with stats.spectrum_counts and stats.critical_points)
+        g = g.sort_values("seed")
+        eig = np.stack([minimal.stored[i]["arrays"]["eigenvalues"] for i in g.index])
+        _, y = target_function(minimal.settings["function"], minimal.settings["n_points"])
+        working = g["loss"].to_numpy() < 0.99 * float(((y - y.mean()) ** 2).mean())
+        counted = (g["grad_norm"].to_numpy() < minimal.settings["near_zero_gradient"]) & working
+        assert entry["collapsed"] == (~working).sum()
+        for t, b in entry["by_tol"].items():
+            tol = float(t) * np.abs(eig).max(1, keepdims=True)
+            negative, positive = (eig < -tol).sum(1), (eig > tol).sum(1)
+            assert b["counted"] == counted.sum()
+            assert b["at_minimum"] == (counted & (negative == 0)).sum()
+            assert b["minimal_ratio"]["median"] == pytest.approx(np.median(positive / eig.shape[1]))
+            index = negative / (negative + positive)
+            assert b["index"]["median"] == pytest.approx(np.median(index))
+            rho = spearmanr(g["loss"], index).statistic
+            if np.isnan(rho):
+                assert b["loss_index_rank_correlation"] is None
+            else:
+                assert b["loss_index_rank_correlation"] == pytest.approx(rho)
+        assert entry["most_negative_share"]["max"] == pytest.approx(
+            np.max(np.clip(-eig.min(1), 0, None) / np.abs(eig).max(1)))
         # the three stages: the refinement starts where the ‖∇L‖² stage ended and never raises ‖∇L‖
         assert (g["grad_norm"] <= g["grad_norm_gradient"] * (1 + 1e-12)).all()
         for i in g.index:

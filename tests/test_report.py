@@ -262,9 +262,10 @@ def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
     for activation, entry in minimal["series"].items():
         assert (f"fell from a median {entry['grad_norm_adam']['median']:.2g} after Adam to "
                 f"{entry['grad_norm_gradient']['median']:.2g}") in text
-        assert f"{entry['at_minimum']} runs ended where no eigenvalue" in text
-    relu = minimal["series"]["relu"]  # the front page's verdict row counts the near-critical runs
-    assert f"({relu['below_near_zero_gradient']}/{relu['runs']} below {mr['near_zero_gradient']:g})" in text
+        at = entry["by_tol"][str(mr["rel_tol"])]
+        assert f"Of the {at['counted']} counted, {at['at_minimum']} have no eigenvalue below −tol" in text
+    relu = minimal["series"]["relu"]["by_tol"][str(mr["rel_tol"])]  # the verdict row counts these runs
+    assert f"ReLU: {relu['counted']}/{relu['runs']} runs ended with ‖∇L‖ &lt; {mr['near_zero_gradient']:g}" in page
     pc, es = settings("1.2-pca", "smoke"), settings("1.2-error-surface", "smoke")
     pca, surface = summaries["1.2-pca"], summaries["1.2-error-surface"]
     assert (f"batch {pc['batch_size']:,} (the seed report does not state its batch size), for "
@@ -297,8 +298,12 @@ def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
     interpolation = summaries["1.3-interpolation"]
     for pair in interpolation["pairs"].values():
         f = pair["flatness_a"]
-        assert f"The loss rises by {f['mean']:.3g} [{f['min']:.3g}–{f['max']:.3g}] around" in text
-        assert f"higher test accuracy on {pair['flatter_generalizes_better']} of {pair['seeds']} seeds" in text
+        assert f"Along the line the loss rises by {f['mean']:.3g} [{f['min']:.3g}–{f['max']:.3g}] around" in text
+        w = pair["weight_norm_b"]
+        assert f"{w['mean']:.3g} [{w['min']:.3g}–{w['max']:.3g}]" in text
+        assert (f"higher test accuracy on {pair['filter_flatter_generalizes_better']} of {pair['seeds']} seeds"
+                in text)
+        assert f"(along the line: {pair['flatter_generalizes_better']} of {pair['seeds']}.)" in text
     sensitivity = summaries["1.3-sensitivity"]
     first = sensitivity["table"][0]["sensitivity"]
     assert f"{first['mean']:.3g} [{first['min']:.3g}–{first['max']:.3g}] at {sensitivity['table'][0]['batch_size']:,}" in text
@@ -310,9 +315,9 @@ def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
     for r in rows:
         assert f'id="{anchor(r["heading"])}"' in page, r["heading"]
         assert f'href="#{anchor(r["heading"])}"' in page
-    relu = minimal["series"]["relu"]
-    expected = ("supported" if relu["at_minimum"] >= 0.9 * relu["runs"] else
-                "contradicted" if relu["at_minimum"] <= 0.1 * relu["runs"] else "within seed noise")
+    expected = ("not comparable" if relu["counted"] == 0 else
+                "supported" if relu["at_minimum"] >= 0.9 * relu["counted"] else
+                "contradicted" if relu["at_minimum"] <= 0.1 * relu["counted"] else "undecided")
     assert next(r for r in rows if r["heading"].startswith("1.2c"))["verdict"] == expected
     assert "The seed report's claims, checked" in text
 
@@ -354,3 +359,58 @@ def test_a_report_of_some_sections_never_replaces_the_whole_one(tmp_path, result
     assert whole["html"].exists() and first["html"].exists()
     named_all = report.build_report("smoke", "cpu", sections=every[::-1], pdf=False, out_dir=tmp_path)
     assert named_all["html"].name == "hw1-report-smoke.html"  # every section named is the whole report
+
+
+def test_the_commit_is_not_that_of_an_enclosing_repository(tmp_path, monkeypatch):
+    # An unpacked copy of the project committed inside another repository: git would answer with
+    # that repository's commit, which says nothing about this project's code.
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()
+    git("init", "-q")
+    project = tmp_path / "unpacked" / "hw1"
+    project.mkdir(parents=True)
+    (project / "code.py").write_text("x = 1")
+    git("add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "outer")
+    outer = git("rev-parse", "--short=10", "HEAD")
+    monkeypatch.setattr(report, "PROJECT_ROOT", project)
+    assert report.git_commit() == "unknown (not a git checkout of this project)"
+    assert outer not in report.git_commit()
+
+
+def test_the_commit_of_this_checkout_is_its_head():
+    import subprocess
+
+    if not (report.PROJECT_ROOT / ".git").exists():
+        pytest.skip("the project is not a git checkout here")
+    head = subprocess.run(["git", "-C", str(report.PROJECT_ROOT), "rev-parse", "--short=10", "HEAD"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    commit = report.git_commit()
+    assert commit in (head, f"{head} (with uncommitted changes)")
+
+
+def test_the_front_page_links_to_the_settings_disclosed(tmp_path, results_dir, monkeypatch):
+    import shutil
+
+    from hw1lib import disclosure
+
+    def copy_unexecuted(pairs, parameters, jobs=1, label=""):  # the notebooks as committed, at once
+        for notebook, executed in pairs:
+            executed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(notebook, executed)
+        return {notebook.stem: 0.0 for notebook, _ in pairs}
+
+    monkeypatch.setattr(report, "execute_notebooks", copy_unexecuted)
+    first = sorted({e.section for e in REGISTRY.values()})[0]
+    page = report.build_report("smoke", "cpu", sections=[first], pdf=False, out_dir=tmp_path)["html"].read_text()
+    target = anchor(disclosure.HEADING)
+    assert page.count(f'id="{target}"') == 1  # the heading nbconvert rendered has the id the link names
+    link = page.index(f'see <a href="#{target}">{disclosure.HEADING}</a>')  # in the front page's table
+    assert f'<li class="level-2"><a href="#{target}">{disclosure.HEADING}</a></li>' in page  # contents
+    section = page.index(f'id="{target}"')
+    assert link < section < page.index(f'id="{anchor(SECTION_HEADINGS["1.1-deep-vs-shallow"][0])}"')
+    batch = settings("1.2-pca", "full")["batch_size"]  # the full profile's, whatever this report's profile
+    assert f"<code>batch_size</code> = {batch:,}" in page

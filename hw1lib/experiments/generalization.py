@@ -22,7 +22,7 @@ import torch
 from .. import Hw1Error, results
 from ..data import load_mnist
 from ..ensemble import train_ensemble
-from ..landscape import line_metrics
+from ..landscape import filter_normalized_flatness, line_metrics
 from ..sharpness import measure_models
 from ..models import build_model, count_params
 from ..stats import compare_time_to_threshold, rank_correlation, spread
@@ -221,18 +221,27 @@ def _summarize_interpolation(s: dict, runs, history) -> dict:
         per_seed = []
         for _, run in g.sort_values("seed").iterrows():
             flatter = "a" if run["flatness_a"] < run["flatness_b"] else "b"
+            filter_flatter = "a" if run["filter_flatness_a"] < run["filter_flatness_b"] else "b"
             better = "a" if run["a_test_accuracy"] > run["b_test_accuracy"] else "b"
             per_seed.append({"seed": int(run["seed"]), "flatness_a": run["flatness_a"],
                              "flatness_b": run["flatness_b"], "flatter": flatter,
+                             "filter_flatness_a": run["filter_flatness_a"],
+                             "filter_flatness_b": run["filter_flatness_b"], "filter_flatter": filter_flatter,
+                             "weight_norm_a": run["weight_norm_a"], "weight_norm_b": run["weight_norm_b"],
                              "better_test_accuracy": better, "distance": run["distance"]})
         pairs[pair] = {
             "label": s["pairs"][pair]["label"], "a": s["pairs"][pair]["a"], "b": s["pairs"][pair]["b"],
             "seeds": len(g), **{f"{end}_{k}": spread(g[f"{end}_{k}"]) for end in "ab" for k in METRICS},
             "flatness_a": spread(g["flatness_a"]), "flatness_b": spread(g["flatness_b"]),
+            **{f"{k}_{end}": spread(g[f"{k}_{end}"]) for k in ("filter_flatness", "weight_norm") for end in "ab"},
             "distance": spread(g["distance"]), "per_seed": per_seed,
             "flatter_generalizes_better": sum(p["flatter"] == p["better_test_accuracy"] for p in per_seed),
-            "a_flatter": sum(p["flatter"] == "a" for p in per_seed)}
-    return {"pairs": pairs, "flatness_step": s["flatness_step"],
+            "a_flatter": sum(p["flatter"] == "a" for p in per_seed),
+            "filter_flatter_generalizes_better": sum(p["filter_flatter"] == p["better_test_accuracy"]
+                                                     for p in per_seed),
+            "a_filter_flatter": sum(p["filter_flatter"] == "a" for p in per_seed)}
+    return {"pairs": pairs, "flatness_step": s["flatness_step"], "filter_step": s["filter_step"],
+            "filter_directions": s["filter_directions"],
             "train_size": int(runs["train_size"].iloc[0]), "test_size": int(runs["test_size"].iloc[0])}
 
 
@@ -265,6 +274,15 @@ def interpolate_pairs(s: dict, jobs: list[dict], device: torch.device) -> list[d
                             data.test_y, desc=f"line, seed {job['seed']}, test")
         distance = torch.sqrt(sum(((b["state_dict"][k] - a["state_dict"][k]).double() ** 2).sum()
                                   for k in a["state_dict"])).item()
+        # the scale-invariant control (Dinh et al. 2017; Li et al. 2018): flatness along random
+        # filter-normalized directions around each end, and each end's weight norm
+        controls = {}
+        for end, m in (("a", a), ("b", b)):
+            controls[f"weight_norm_{end}"] = torch.sqrt(sum((v.double() ** 2).sum()
+                                                            for v in m["state_dict"].values())).item()
+            controls[f"filter_flatness_{end}"] = filter_normalized_flatness(
+                s["model"], m["state_dict"], x, y, step=s["filter_step"], directions=s["filter_directions"],
+                seed=job["seed"], desc=f"flatness {end}, seed {job['seed']}")["rise"]
         history = {"epoch": a["history"]["epoch"],
                    **{f"{end}_{k}": m["history"][k] for end, m in (("a", a), ("b", b)) for k in METRICS}}
         outputs.append({
@@ -273,7 +291,8 @@ def interpolate_pairs(s: dict, jobs: list[dict], device: torch.device) -> list[d
                         **{f"{end}_{k}": m["history"][k][-1] for end, m in (("a", a), ("b", b))
                            for k in METRICS},
                         "flatness_a": line_flatness(alphas, train["loss"], 0.0, s["flatness_step"])["mean"],
-                        "flatness_b": line_flatness(alphas, train["loss"], 1.0, s["flatness_step"])["mean"]},
+                        "flatness_b": line_flatness(alphas, train["loss"], 1.0, s["flatness_step"])["mean"],
+                        **controls},
             "arrays": {"alpha": alphas, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                        "test_loss": test["loss"], "test_accuracy": test["accuracy"]},
             "state_dict": {f"{end}.{k}": v for end, m in (("a", a), ("b", b))

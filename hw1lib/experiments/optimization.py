@@ -22,7 +22,7 @@ from ..landscape import (as_state_dict, between_run_share, filter_normalized_dir
                          flat_weights, grid_points, layer_slice, loss_surface, plane_losses,
                          trajectory_pca)
 from ..models import build_model, count_params
-from ..stats import rank_correlation, spread
+from ..stats import critical_points, rank_correlation, spectrum_counts, spread
 from .core import experiment, grid, run_experiment
 
 
@@ -106,25 +106,52 @@ def _minimal_ratio_jobs(s: dict) -> list[dict]:
     return grid(activation=s["activations"])
 
 
-def _summarize_minimal_ratio(s: dict, runs, history) -> dict:
+def _summarize_minimal_ratio(s: dict, runs, history, stored) -> dict:
     series = {}
     for activation, g in runs.groupby("activation", sort=False):
-        minimum = int((g["negative"] == 0).sum())
-        near = int((g["grad_norm"] < s["near_zero_gradient"]).sum())
-        rho, p_value = rank_correlation(g["loss"].to_numpy(), g["minimal_ratio"].to_numpy())
+        g = g.sort_values("seed")
+        eigenvalues = np.stack([stored[i]["arrays"]["eigenvalues"] for i in g.index])
+        counts = {t: spectrum_counts(eigenvalues, t) for t in s["rel_tols"]}
+        loss = g["loss"].to_numpy()
+        end_points = {  # per run, in seed order: what every verdict and its alternatives are computed from
+            "seed": g["seed"].astype(int).tolist(), "loss": loss.tolist(),
+            "grad_norm": g["grad_norm"].tolist(),
+            "collapsed": [collapsed(v, s["function"], s["n_points"]) for v in loss],
+            "negative": {str(t): c["negative"].astype(int).tolist() for t, c in counts.items()},
+            "positive": {str(t): c["positive"].astype(int).tolist() for t, c in counts.items()}}
+        by_tol = {}
+        for t, c in counts.items():
+            curved = ~np.isnan(c["index"])
+            rho_index, p_index = rank_correlation(loss[curved], c["index"][curved])
+            rho_ratio, p_ratio = rank_correlation(loss, c["minimal_ratio"])
+            by_tol[str(t)] = {
+                "minimal_ratio": _median_range(c["minimal_ratio"]), "index": _median_range(c["index"][curved]),
+                "negative": _median_range(c["negative"]), "zero": _median_range(c["zero"]),
+                "loss_index_rank_correlation": rho_index, "loss_index_p_value": p_index,
+                "loss_ratio_rank_correlation": rho_ratio, "loss_ratio_p_value": p_ratio,
+                **critical_points(end_points, t, s["near_zero_gradient"])}
+        largest = np.abs(eigenvalues).max(1)
+        most_negative = np.clip(-eigenvalues.min(1), 0, None) / largest
         series[activation] = {
             "runs": len(g), "params": int(g["params"].iloc[0]),
-            **{k: {"min": float(g[k].min()), "median": float(g[k].median()), "max": float(g[k].max())}
-               for k in ("minimal_ratio", "loss", "grad_norm", "grad_norm_adam", "grad_norm_gradient",
-                         "negative", "near_zero", "positive_share_of_curved")},
-            "ratio_at": {str(t): {"min": float(g[f"ratio_at_{t:g}"].min()),
-                                  "median": float(g[f"ratio_at_{t:g}"].median()),
-                                  "max": float(g[f"ratio_at_{t:g}"].max())} for t in s["rel_tols"]},
-            "loss_ratio_rank_correlation": rho, "loss_ratio_p_value": p_value,
-            "at_minimum": minimum, "at_saddle": len(g) - minimum,
-            "below_near_zero_gradient": near,
-        }
-    return {"series": series}
+            **{k: _median_range(g[k]) for k in ("minimal_ratio", "loss", "grad_norm", "grad_norm_adam",
+                                                 "grad_norm_gradient", "negative", "near_zero",
+                                                 "positive_share_of_curved")},
+            "by_tol": by_tol, "end_points": end_points,
+            "collapsed": int(sum(end_points["collapsed"])),
+            # |most negative λ| / max|λ| of every run: how deep the descent directions are
+            "most_negative_share": _median_range(most_negative),
+            "below_near_zero_gradient": int((g["grad_norm"] < s["near_zero_gradient"]).sum())}
+    # eigvalsh's error in float64 is about P · ε · max|λ|: the smallest rel_tol that means anything
+    params = int(runs["params"].iloc[0])
+    return {"series": series, "noise_floor": params * float(np.finfo(np.float64).eps)}
+
+
+def _median_range(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return {"min": None, "median": None, "max": None}
+    return {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max())}
 
 
 def write_endpoints(result, folder) -> None:

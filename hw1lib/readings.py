@@ -1,0 +1,161 @@
+"""What the report's prose says about a result, decided here from summary.json and tested, not in a
+notebook cell: each reading is built from named settings (profiles.py) and the summary's numbers.
+Display only: like the verdicts, kept out of the code fingerprint, so rewording retrains nothing."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .labels import ACTIVATION_NAMES
+from .profiles import SIGNIFICANCE
+
+
+def _median_range(entry: dict, fmt: str = "{:.3g}") -> str:
+    if entry["median"] is None:
+        return "n/a"
+    return f"{fmt.format(entry['median'])} [{fmt.format(entry['min'])}–{fmt.format(entry['max'])}]"
+
+
+def index_values(end_points: dict, rel_tol: float) -> np.ndarray:
+    """Each run's index, negative / (negative + positive) at `rel_tol` (NaN with nothing curved)."""
+    neg = np.asarray(end_points["negative"][str(rel_tol)], dtype=float)
+    pos = np.asarray(end_points["positive"][str(rel_tol)], dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(neg + pos > 0, neg / (neg + pos), np.nan)
+
+
+def relation(rho: float | None, p: float | None, rising: str, falling: str, runs: int) -> str:
+    """How a rank correlation reads: one of two directions at the SIGNIFICANCE level, or neither."""
+    if rho is None:
+        return f"no rank correlation with {runs} runs (fewer than three, or a constant column)"
+    if p < SIGNIFICANCE and rho > 0:
+        return rising
+    if p < SIGNIFICANCE and rho < 0:
+        return falling
+    return f"no monotone relation distinguishable from chance at the {SIGNIFICANCE:.0%} level over {runs} runs"
+
+
+def critical_point_table(summary: dict, s: dict) -> pd.DataFrame:
+    """Table 1.2c: per activation, the gradient norm after each stage, the end points counted as
+    near-critical, and the minimal ratio and index at every tolerance."""
+    columns = {}
+    for a, e in summary["series"].items():
+        column = {"‖∇L‖ after Adam": _median_range(e["grad_norm_adam"]),
+                  "‖∇L‖ after minimizing ‖∇L‖²": _median_range(e["grad_norm_gradient"]),
+                  "‖∇L‖ after damped Newton": _median_range(e["grad_norm"]),
+                  "training loss": _median_range(e["loss"]),
+                  "collapsed nets (constant output)": f"{e['collapsed']} / {e['runs']}"}
+        for t, b in e["by_tol"].items():
+            column[f"tol {t}·max|λ|: minimal ratio"] = _median_range(b["minimal_ratio"])
+            column[f"tol {t}·max|λ|: index (negative share of curved)"] = _median_range(b["index"])
+            column[f"tol {t}·max|λ|: at a minimum / counted runs"] = f"{b['at_minimum']} / {b['counted']}"
+        columns[ACTIVATION_NAMES[a]] = column
+    return pd.DataFrame(columns)
+
+
+def critical_point_readings(summary: dict, s: dict) -> list[str]:
+    """The 1.2c paragraphs, one per activation, then what the tolerances mean."""
+    near, tol = s["near_zero_gradient"], s["rel_tol"]
+    lines = []
+    for a, e in summary["series"].items():
+        at = e["by_tol"][str(tol)]
+        others = [t for t in e["by_tol"] if float(t) != tol]
+        rho_i, p_i = at["loss_index_rank_correlation"], at["loss_index_p_value"]
+        ratio_rhos = {t: b["loss_ratio_rank_correlation"] for t, b in e["by_tol"].items()}
+        significant_signs = {np.sign(b["loss_ratio_rank_correlation"]) for b in e["by_tol"].values()
+                             if b["loss_ratio_rank_correlation"] is not None
+                             and b["loss_ratio_p_value"] < SIGNIFICANCE}
+        lines.append(
+            f"**{ACTIVATION_NAMES[a]}.** The gradient norm fell from a median {e['grad_norm_adam']['median']:.2g} "
+            f"after Adam to {e['grad_norm_gradient']['median']:.2g} after minimizing ‖∇L‖² and "
+            f"{e['grad_norm']['median']:.2g} after the Newton steps. {at['near_zero']} of {e['runs']} runs "
+            f"ended with ‖∇L‖ below the near-zero cut-off {near:g} (the seed report's best run: "
+            f"{s['seed_report']['best_grad_norm']:g})"
+            + (f"; {at['collapsed_near_zero']} of those are collapsed nets with a constant output (loss = "
+               f"the target's variance), a trivial flat point left out" if at["collapsed_near_zero"] else "")
+            + f". Of the {at['counted']} counted, {at['at_minimum']} have no eigenvalue below −tol at tol "
+            f"{tol:g}·max|λ| (a minimum, up to the flat directions); at "
+            + " and ".join(f"{t}·max|λ|: {e['by_tol'][t]['at_minimum']}" for t in others) + ". "
+            f"The descent directions are shallow: the most negative eigenvalue is at most "
+            f"{e['most_negative_share']['max']:.2g} of max|λ| in any run (median "
+            f"{e['most_negative_share']['median']:.2g}), so whether a point is a minimum or a saddle turns "
+            f"on the tolerance.")
+        lines.append(
+            f"Dauphin et al. (2014) relate the loss to the **index**, the share of negative eigenvalues among "
+            f"the non-zero ones (median {_median_range(at['index'], '{:.3f}')} at tol {tol:g}): "
+            + ("" if rho_i is None else f"Spearman's ρ(loss, index) = {rho_i:.2f} (permutation p = {p_i:.2g}), ")
+            + relation(rho_i, p_i, "higher loss goes with a larger index, as they predict",
+                       "lower loss goes with a larger index, against their prediction", e["runs"])
+            + ". The minimal ratio (positive eigenvalues over all of them, flat ones included) mixes flat and "
+            "negative directions and is not that quantity: ρ(loss, minimal ratio) is "
+            + ", ".join("n/a" if ratio_rhos[t] is None else f"{ratio_rhos[t]:.2f}" for t in ratio_rhos)
+            + " at tol " + " / ".join(ratio_rhos) + "·max|λ|"
+            + (", so its sign depends on the tolerance." if len(significant_signs) > 1 else "."))
+    lines.append(
+        f"What the tolerances mean: `eigvalsh`'s own error in float64 is about P·ε·max|λ| = "
+        f"{summary['noise_floor']:.1g}·max|λ| for these {summary['series'][next(iter(summary['series']))]['params']} "
+        f"parameters, so every tolerance used here ({', '.join(f'{t:g}' for t in s['rel_tols'])}) is far above "
+        "rounding: what changes with it is how small a curvature still counts as one.")
+    return lines
+
+
+def seed_agreement(n: int, seeds: int) -> str:
+    """What n of `seeds` seeds agreeing with the flat-minima view says, beside the chance that coin
+    flips give a unanimous answer either way (2 · 0.5^seeds), judged at the SIGNIFICANCE level."""
+    if 0 < n < seeds:
+        return ": no consistent link here."
+    view = "as the flat-minima view predicts" if n == seeds else "against the flat-minima view"
+    chance = 2 * 0.5 ** seeds
+    if chance < SIGNIFICANCE:
+        return f", {view}."
+    return (f", {view}, but with {seeds} seeds a unanimous answer either way comes by chance one "
+            f"time in {round(1 / chance)}: no evidence either way.")
+
+
+def _flatter(count_a: int, seeds: int, a: str, b: str) -> tuple[str | None, int]:
+    """The end that is flatter on most seeds and on how many (None on a tie)."""
+    if 2 * count_a == seeds:
+        return None, count_a
+    return (a, count_a) if 2 * count_a > seeds else (b, seeds - count_a)
+
+
+def flatness_readings(summary: dict, names: dict[str, tuple[str, str]]) -> list[str]:
+    """The 1.3c paragraphs: per pair, flatness along the line and along filter-normalized directions
+    (the scale-invariant control), the ends' weight norms, and test accuracy. names[pair] = the two
+    ends' names."""
+    from .stats import describe_range, scaled, separated
+    lines = [f"Flatness of an end, two ways: how much the training loss rises at α ± {summary['flatness_step']:g} "
+             f"along the line (the same distance in weight space for both ends, so not scale-invariant: "
+             f"Dinh et al. 2017), and the mean rise at ± {summary['filter_step']:g} along "
+             f"{summary['filter_directions']} random filter-normalized directions around each end (Li et al. "
+             f"2018: each filter moves by that share of its own norm, so rescaling the weights of a ReLU "
+             f"layer, which leaves the function unchanged, leaves it unchanged)."]
+    for pair, p in summary["pairs"].items():
+        a, b = names[pair]
+        seeds = p["seeds"]
+        line_end, line_n = _flatter(p["a_flatter"], seeds, a, b)
+        filter_end, filter_n = _flatter(p["a_filter_flatter"], seeds, a, b)
+        accuracy_apart = separated(p["a_test_accuracy"], p["b_test_accuracy"])
+        lines.append(
+            f"**{p['label'].capitalize()}.** Along the line the loss rises by {describe_range(p['flatness_a'])} "
+            f"around {a} and {describe_range(p['flatness_b'])} around {b}; "
+            + (f"each end is the flatter one on half of the {seeds} seeds. " if line_end is None else
+               f"the flatter end is {line_end} on {line_n} of {seeds} seeds. ")
+            + f"The ends' weight norms are {describe_range(p['weight_norm_a'])} ({a}) and "
+            f"{describe_range(p['weight_norm_b'])} ({b}). Along filter-normalized directions the loss rises by "
+            f"{describe_range(p['filter_flatness_a'])} around {a} and {describe_range(p['filter_flatness_b'])} "
+            f"around {b}; "
+            + (f"each end is the flatter one on half of the {seeds} seeds" if filter_end is None else
+               f"the flatter end is {filter_end} on {filter_n} of {seeds} seeds")
+            + (", the same reading as along the line. " if filter_end == line_end else
+               ": the line's reading does not survive the scale-invariant measure. ")
+            + f"Test accuracy: {a} {describe_range(scaled(p['a_test_accuracy'], 100), '{:.2f}')} %, {b} "
+            f"{describe_range(scaled(p['b_test_accuracy'], 100), '{:.2f}')} % ("
+            + ("the ranges do not overlap" if accuracy_apart else "within seed noise" if accuracy_apart is False
+               else "one seed")
+            + f"). The end that is flatter along filter-normalized directions also has the higher test "
+            f"accuracy on {p['filter_flatter_generalizes_better']} of {seeds} seeds"
+            + seed_agreement(p["filter_flatter_generalizes_better"], seeds)
+            + f" (along the line: {p['flatter_generalizes_better']} of {seeds}.) The two ends are "
+            f"{describe_range(p['distance'])} apart in weight space.")
+    return lines

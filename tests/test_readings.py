@@ -1,0 +1,100 @@
+"""The 1.2c readings on hand-made summaries whose right sentence is known."""
+import pytest
+
+from hw1lib.readings import critical_point_readings, critical_point_table, index_values, relation
+
+
+def entry(rho_index, p_index, ratio_rhos, ratio_ps, at_minimum, counted, collapsed_near_zero=0):
+    spread = {"min": 0.1, "median": 0.2, "max": 0.3}
+    by_tol = {t: {"minimal_ratio": spread, "index": spread, "at_minimum": at_minimum[t], "counted": counted,
+                  "near_zero": counted + collapsed_near_zero, "collapsed_near_zero": collapsed_near_zero,
+                  "loss_index_rank_correlation": rho_index, "loss_index_p_value": p_index,
+                  "loss_ratio_rank_correlation": ratio_rhos[t], "loss_ratio_p_value": ratio_ps[t]}
+              for t in ("0.0001", "1e-06", "1e-08")}
+    return {"runs": 20, "params": 251, "collapsed": collapsed_near_zero, "by_tol": by_tol,
+            "grad_norm_adam": spread, "grad_norm_gradient": spread, "grad_norm": spread, "loss": spread,
+            "most_negative_share": {"min": 0.0, "median": 1e-5, "max": 4e-4}}
+
+
+SETTINGS = {"near_zero_gradient": 1e-3, "rel_tol": 1e-6, "rel_tols": [1e-4, 1e-6, 1e-8],
+            "seed_report": {"best_grad_norm": 0.046}}
+
+
+def test_the_index_reading_follows_the_sign_and_the_significance_level():
+    assert relation(0.86, 0.001, "up", "down", 100) == "up"
+    assert relation(-0.5, 0.01, "up", "down", 100) == "down"
+    assert relation(0.86, 0.05, "up", "down", 100).startswith("no monotone relation")  # p = 0.05 is not below
+    assert relation(None, None, "up", "down", 2).startswith("no rank correlation with 2 runs")
+
+
+def test_the_readings_say_what_the_summary_holds():
+    summary = {"series": {"tanh": entry(0.86, 0.0001, {"0.0001": -0.89, "1e-06": 0.30, "1e-08": 0.74},
+                                        {"0.0001": 0.001, "1e-06": 0.2, "1e-08": 0.001},
+                                        {"0.0001": 9, "1e-06": 0, "1e-08": 0}, counted=12,
+                                        collapsed_near_zero=2)},
+               "noise_floor": 251 * 2.22e-16}
+    tanh, tolerances = critical_point_readings(summary, SETTINGS)[:2], critical_point_readings(summary, SETTINGS)[2]
+    first, dauphin = tanh
+    assert "14 of 20 runs ended with ‖∇L‖ below the near-zero cut-off 0.001" in first
+    assert "2 of those are collapsed nets" in first
+    assert "Of the 12 counted, 0 have no eigenvalue below −tol at tol 1e-06·max|λ|" in first
+    assert "at 0.0001·max|λ|: 9 and 1e-08·max|λ|: 0" in first
+    assert "at most 0.0004 of max|λ|" in first
+    assert "ρ(loss, index) = 0.86" in dauphin and "as they predict" in dauphin
+    # significant at 1e-4 (negative) and 1e-8 (positive): the sign depends on the tolerance
+    assert "-0.89, 0.30, 0.74 at tol 0.0001 / 1e-06 / 1e-08·max|λ|, so its sign depends on the tolerance" in dauphin
+    assert "6e-14·max|λ|" in tolerances
+
+
+def test_one_significant_sign_is_not_called_a_flip():
+    summary = {"series": {"relu": entry(-0.04, 0.7, {"0.0001": -0.52, "1e-06": 0.1, "1e-08": 0.2},
+                                        {"0.0001": 0.001, "1e-06": 0.4, "1e-08": 0.3},
+                                        {"0.0001": 18, "1e-06": 3, "1e-08": 1}, counted=19)},
+               "noise_floor": 5.6e-14}
+    _, dauphin, _ = critical_point_readings(summary, SETTINGS)
+    assert "no monotone relation" in dauphin and "sign depends" not in dauphin
+    table = critical_point_table(summary, SETTINGS)
+    assert table.loc["tol 1e-06·max|λ|: at a minimum / counted runs", "ReLU"] == "3 / 19"
+
+
+def test_index_values_leave_runs_without_curvature_out():
+    end = {"negative": {"1e-06": [1, 0, 0]}, "positive": {"1e-06": [3, 4, 0]}}
+    got = index_values(end, 1e-6)
+    assert got[:2].tolist() == [0.25, 0.0] and got[2] != got[2]
+
+
+def flatness_pair(a_flatter, a_filter_flatter, filter_agree, seeds=3):
+    spread = {"n": seeds, "mean": 0.5, "std": 0.1, "min": 0.4, "max": 0.6}
+    return {"label": "learning rate", "seeds": seeds, "a_flatter": a_flatter, "a_filter_flatter": a_filter_flatter,
+            "flatter_generalizes_better": 1, "filter_flatter_generalizes_better": filter_agree,
+            **{k: spread for k in ("flatness_a", "flatness_b", "filter_flatness_a", "filter_flatness_b",
+                                   "weight_norm_a", "weight_norm_b", "distance")},
+            "a_test_accuracy": {**spread, "min": 0.90, "max": 0.91, "mean": 0.905},
+            "b_test_accuracy": {**spread, "min": 0.95, "max": 0.96, "mean": 0.955}}
+
+
+@pytest.mark.parametrize("a_flatter, a_filter_flatter, survives", [
+    (0, 0, True),    # lr 1e-2 flatter both ways
+    (0, 3, False),   # flatter along the line, but lr 1e-3 is flatter once rescaling cannot fool the measure
+])
+def test_the_flatness_reading_says_whether_the_line_survives_the_scale_invariant_measure(a_flatter,
+                                                                                          a_filter_flatter,
+                                                                                          survives):
+    from hw1lib.readings import flatness_readings
+    summary = {"flatness_step": 0.2, "filter_step": 0.1, "filter_directions": 4,
+               "pairs": {"lr": flatness_pair(a_flatter, a_filter_flatter, filter_agree=3)}}
+    _, text = flatness_readings(summary, {"lr": ("lr 0.001", "lr 0.01")})
+    assert "the flatter end is lr 0.01 on 3 of 3 seeds. " in text
+    assert ("the same reading as along the line" in text) is survives
+    assert ("does not survive the scale-invariant measure" in text) is not survives
+    assert "the ranges do not overlap" in text
+    # 3 of 3 seeds: a unanimous answer by chance one time in 4, above the 5 % level
+    assert "comes by chance one time in 4: no evidence either way" in text
+
+
+def test_a_unanimous_answer_counts_only_when_chance_is_below_the_level():
+    from hw1lib.readings import seed_agreement
+    assert seed_agreement(5, 5) == ", as the flat-minima view predicts, but with 5 seeds a unanimous answer either way comes by chance one time in 16: no evidence either way."
+    assert seed_agreement(6, 6) == ", as the flat-minima view predicts."  # 2/64 ≈ 0.031 < 0.05
+    assert seed_agreement(0, 6) == ", against the flat-minima view."
+    assert seed_agreement(2, 6) == ": no consistent link here."
