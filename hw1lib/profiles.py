@@ -27,6 +27,7 @@ ALTERNATIVES = {
     # two models differ when their seed ranges do not overlap, or (the alternative) when Welch's
     # t-test on their seeds gives p < SIGNIFICANCE
     "seed_rule": ("ranges", "welch"),
+    "protocol": ("epochs", "steps"),  # 1.3d: the same epochs, or the same optimizer steps, per batch size
 }
 
 EXPERIMENTS = {
@@ -202,6 +203,11 @@ EXPERIMENTS = {
         "model": {"kind": "mlp", "widths": [784, 256, 10], "activation": "relu"},  # 203,530 parameters
         "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0,  # the seed's plain SGD at 0.01
         "batch_sizes": [8, 32, 128, 512, 2048],
+        # Two arms: "epochs", the same epochs at every batch size (the seed's protocol, so a larger
+        # batch also takes fewer steps), and "steps", about the same number of optimizer steps at
+        # every batch size: those of `equal_steps_epochs` epochs at the smallest batch, each batch
+        # size training for the whole number of epochs nearest to that (at least one).
+        "protocols": ["epochs", "steps"], "equal_steps_epochs": 1,
         # Keskar et al.'s ε-sharpness: box |θ'ᵢ − θᵢ| ≤ ε(|θᵢ| + 1), projected sign-gradient ascent
         "epsilon": 1e-3, "ascent_steps": 10,
         "power_iterations": 20,  # for the largest Hessian eigenvalue

@@ -32,7 +32,7 @@ def relation(rho: float | None, p: float | None, rising: str, falling: str, runs
         return rising
     if p < SIGNIFICANCE and rho < 0:
         return falling
-    return f"no monotone relation distinguishable from chance at the {SIGNIFICANCE:.0%} level over {runs} runs"
+    return f"no monotone relation distinguishable from chance at the {100 * SIGNIFICANCE:g} % level over {runs} runs"
 
 
 def critical_point_table(summary: dict, s: dict) -> pd.DataFrame:
@@ -158,4 +158,52 @@ def flatness_readings(summary: dict, names: dict[str, tuple[str, str]]) -> list[
             + seed_agreement(p["filter_flatter_generalizes_better"], seeds)
             + f" (along the line: {p['flatter_generalizes_better']} of {seeds}.) The two ends are "
             f"{describe_range(p['distance'])} apart in weight space.")
+    return lines
+
+
+def trend_reading(trend: dict) -> str:
+    """How a rank correlation with batch size reads, at the SIGNIFICANCE level."""
+    if trend["rho"] is None:
+        return "n/a"
+    numbers = f"Spearman ρ = {trend['rho']:.2f}, permutation p = {trend['p_value']:.2g}"
+    if trend["p_value"] >= SIGNIFICANCE:
+        return (f"shows no trend with batch size distinguishable from chance at the {100 * SIGNIFICANCE:g} % "
+                f"level ({numbers})")
+    return f"{'rises' if trend['rho'] > 0 else 'falls'} with batch size ({numbers}, at the {100 * SIGNIFICANCE:g} % level)"
+
+
+def sensitivity_readings(arm: dict, protocol: str) -> list[str]:
+    """The 1.3d paragraphs for one arm (summary["arms"][protocol])."""
+    from .stats import describe_range, scaled, separated
+    table, trends = arm["table"], arm["trend_with_batch_size"]
+    small, large = table[0], table[-1]
+    peak = next(r for r in table if r["batch_size"] == arm["sensitivity_peak_batch_size"])
+    interior = peak is not small and peak is not large
+    clear = interior and bool(separated(peak["sensitivity"], small["sensitivity"])) and bool(
+        separated(peak["sensitivity"], large["sensitivity"]))
+    pct = lambda d: describe_range(scaled(d, 100), "{:.2f}")  # noqa: E731
+    length = (f"every batch size for about {small['steps']:,} steps ({small['epochs']:,} epoch"
+              f"{'s' if small['epochs'] != 1 else ''} at batch {small['batch_size']:,}, {large['epochs']:,} at "
+              f"{large['batch_size']:,})" if protocol == "steps" else
+              f"every batch size for {small['epochs']:,} epoch{'s' if small['epochs'] != 1 else ''} "
+              f"({small['steps']:,} steps at batch {small['batch_size']:,}, {large['steps']:,} at "
+              f"{large['batch_size']:,})")
+    lines = [
+        f"**{'The same optimizer steps' if protocol == 'steps' else 'The same epochs'}** ({length}). "
+        f"Test accuracy {trend_reading(trends['test_accuracy'])}: {pct(small['test_accuracy'])} % at batch "
+        f"{small['batch_size']:,}, {pct(large['test_accuracy'])} % at batch {large['batch_size']:,}; test "
+        f"loss {trend_reading(trends['test_loss'])}. The train–test accuracy gap is "
+        f"{100 * (small['train_accuracy']['mean'] - small['test_accuracy']['mean']):+.2f} points at batch "
+        f"{small['batch_size']:,} and {100 * (large['train_accuracy']['mean'] - large['test_accuracy']['mean']):+.2f} "
+        f"at {large['batch_size']:,}.",
+        f"Sensitivity {trend_reading(trends['sensitivity'])}: "
+        + ", ".join(f"{describe_range(r['sensitivity'])} at {r['batch_size']:,}" for r in table)
+        + f". Its mean is highest at batch {peak['batch_size']:,}"
+        + (" — at an end of the range, so it does not rise then fall here, unlike the seed report's reading."
+           if not interior else
+           " — it rises and then falls, as the seed report describes, and every seed of the peak is above "
+           "every seed at both ends." if clear else
+           " — inside the range, but within the seed spread of an end, so the rise and fall is not clear."),
+        f"ε-sharpness {trend_reading(trends['epsilon_sharpness'])}; the largest Hessian eigenvalue "
+        f"{trend_reading(trends['top_eigenvalue'])}."]
     return lines

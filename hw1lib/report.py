@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 
 from . import PROJECT_ROOT, Hw1Error, disclosure, results
-from .profiles import check_profile
+from .profiles import SIGNIFICANCE, check_profile
 from .train import device_description, resolve_device
 from .verdicts import anchor, markdown_table, verdicts
 
@@ -330,11 +330,16 @@ Code is hidden; the button at the top right shows it. Each figure's shaded band 
 
 Each claim of the student report this study reproduces, what this run measured for it (as the row
 says: mean or median, with [min–max] over seeds), and a verdict computed from those numbers:
-**supported** or **contradicted**, **within seed noise**, or **not comparable**. Most rows judge by
-the spread over seeds (every seed of one side beyond every seed of the other); the others by the
-rule their "why" names: a rank correlation at the 5 % level (batch size), a share of the runs (the
-minimal ratio), a fixed cut-off (the gradient norm at the loss threshold), a margin to chance (random
-labels). The section links lead to the figures.
+**supported** or **contradicted**, **within seed noise** (the difference is smaller than the spread
+over seeds), **undecided** (a rule that is not about seeds, named in the row, falls between its two
+answers), or **not comparable**. A claim of several parts is supported only when every part is, and
+the row names the part that is not. Most rows judge by the spread over seeds (every seed of one side
+beyond every seed of the other); the others by the rule their note names: a rank correlation at the
+{100 * SIGNIFICANCE:g} % level (batch size), a share of the runs (the minimal ratio), a fixed cut-off (the gradient norm
+at the loss threshold), a margin to chance (random labels). The last column recomputes each verdict
+under the stated alternatives, one at a time (another tolerance or near-zero cut-off, Welch's t-test
+in place of the seed ranges) and names every alternative that changes it. The section links lead to
+the figures.
 
 {verdict_table}
 """

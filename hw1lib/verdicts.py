@@ -182,10 +182,10 @@ def _minimal_ratio(s: dict, rel_tol: float | None = None,
         share = c["at_minimum"] / c["counted"]
         verdict = (SUPPORTED if share >= MINIMUM_SHARE else CONTRADICTED if share <= 1 - MINIMUM_SHARE
                    else UNDECIDED)
-        why = {SUPPORTED: f"share of the counted runs at a minimum ≥ {MINIMUM_SHARE:.0%}",
-               CONTRADICTED: f"share of the counted runs at a minimum ≤ {1 - MINIMUM_SHARE:.0%}",
+        why = {SUPPORTED: f"share of the counted runs at a minimum ≥ {100 * MINIMUM_SHARE:g} %",
+               CONTRADICTED: f"share of the counted runs at a minimum ≤ {100 * (1 - MINIMUM_SHARE):g} %",
                UNDECIDED: f"the counted runs split between minima and saddles (between "
-                          f"{1 - MINIMUM_SHARE:.0%} and {MINIMUM_SHARE:.0%} at a minimum)"}[verdict]
+                          f"{100 * (1 - MINIMUM_SHARE):g} % and {100 * MINIMUM_SHARE:g} % at a minimum)"}[verdict]
     return [_row("1.2", "1.2c What happens when the gradient is almost zero",
                  "Where the gradient is almost zero (best 0.046), training has reached a local minimum "
                  "(minimal ratio 0.75).", measured, verdict, why)]
@@ -255,19 +255,25 @@ def _trend(trend: dict, sign: int) -> str:
     return SUPPORTED if trend["rho"] * sign > 0 else CONTRADICTED
 
 
-def _fewer_steps(s: dict) -> str:
-    """Every batch size trains for the same epochs, so a larger batch takes fewer optimizer steps
-    (ceil(train size / batch) per epoch): a caveat on any reading of a trend with batch size."""
-    epochs, n, table = s["settings"]["epochs"], s["train_size"], s["table"]
-    steps = [epochs * -(-n // row["batch_size"]) for row in (table[0], table[-1])]
-    return (f"the same {epochs:,} epoch{'s' if epochs != 1 else ''} at every batch size: {steps[0]:,} steps "
-            f"at batch {table[0]['batch_size']:,}, {steps[1]:,} at {table[-1]['batch_size']:,}, so larger "
+def training_length(s: dict) -> str:
+    """How long each batch size trained, from the table's epochs and steps (ceil(train size / batch)
+    an epoch): in the "epochs" arm a larger batch takes fewer steps, a caveat on any trend."""
+    first, last = s["table"][0], s["table"][-1]
+    if s["protocol"] == "steps":
+        return (f"about the same steps at every batch size: {first['steps']:,} at batch "
+                f"{first['batch_size']:,} ({first['epochs']:,} epoch{'s' if first['epochs'] != 1 else ''}), "
+                f"{last['steps']:,} at {last['batch_size']:,} ({last['epochs']:,} epochs)")
+    epochs = first["epochs"]
+    return (f"the same {epochs:,} epoch{'s' if epochs != 1 else ''} at every batch size: {first['steps']:,} "
+            f"steps at batch {first['batch_size']:,}, {last['steps']:,} at {last['batch_size']:,}, so larger "
             f"batches are also trained less")
 
 
-def _sensitivity(s: dict) -> list[dict]:
+def _sensitivity(s: dict, protocol: str | None = None) -> list[dict]:
+    if protocol is not None:  # the other arm's numbers in place of the seed protocol's
+        s = {**s, **s["arms"][protocol], "protocol": protocol}
     trends, table = s["trend_with_batch_size"], s["table"]
-    fewer_steps = _fewer_steps(s)
+    fewer_steps = training_length(s)
     accuracy, loss = trends["test_accuracy"], trends["test_loss"]
     accuracy_verdict, parts = conjunction([("accuracy falling", _trend(accuracy, -1)),
                                            ("loss rising", _trend(loss, +1))])
@@ -310,14 +316,16 @@ CHECKS: dict[str, tuple[Callable[..., list[dict]], tuple[str, ...]]] = {
     "1.2-gradnorm": (_gradnorm, ("near_zero_gradient",)),
     "1.2-minimal-ratio": (_minimal_ratio, ("rel_tol", "near_zero_gradient")),
     "1.3-random-labels": (_random_labels, ()), "1.3-params": (_params, ("seed_rule",)),
-    "1.3-sensitivity": (_sensitivity, ("seed_rule",)),
+    "1.3-sensitivity": (_sensitivity, ("seed_rule", "protocol")),
 }
 
 
 def describe_alternative(key: str, value) -> str:
     return {"near_zero_gradient": lambda: f"‖∇L‖ cut-off {value:g}",
             "rel_tol": lambda: f"tol {value:g}·max|λ|",
-            "seed_rule": lambda: {"ranges": "seed ranges apart", "welch": "Welch's t-test"}[value]}[key]()
+            "seed_rule": lambda: {"ranges": "seed ranges apart", "welch": "Welch's t-test"}[value],
+            "protocol": lambda: {"epochs": "the same epochs per batch size",
+                                 "steps": "the same optimizer steps per batch size"}[value]}[key]()
 
 
 def _under(check: Callable, summary: dict, key: str, value) -> list[dict]:
@@ -337,7 +345,8 @@ def with_robustness(check: Callable, keys: tuple[str, ...], summary: dict) -> li
     rows = check(summary)
     tried = {i: [] for i in range(len(rows))}
     for key in keys:
-        default = ALTERNATIVES[key][0] if key == "seed_rule" else summary["settings"][key]
+        default = (ALTERNATIVES[key][0] if key == "seed_rule" else summary["protocol"] if key == "protocol"
+                   else summary["settings"][key])
         for value in ALTERNATIVES[key]:
             if value == default:
                 continue

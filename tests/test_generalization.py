@@ -1,4 +1,6 @@
 """Section 1.3 on the smoke profile: stored models re-measured with plain modules, labels checked."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -202,8 +204,9 @@ def test_stored_models_reproduce_the_stated_sensitivity_and_test_accuracy(runs):
     se, folder = runs[3], runs[4]
     s = se.settings
     stored = torch.load(folder / "smoke" / "1.3-sensitivity" / "models.pt", weights_only=False)
-    assert len(stored["members"]) == len(s["batch_sizes"]) * s["seeds"]
+    assert len(stored["members"]) == len(s["protocols"]) * len(s["batch_sizes"]) * s["seeds"]
     assert sorted(set(stored["batch_sizes"])) == sorted(s["batch_sizes"])
+    assert sorted(set(stored["protocols"])) == sorted(s["protocols"])
     data = load_mnist("cpu")
     for i in (0, len(stored["members"]) - 1):
         net = build_model(stored["spec"]).eval()
@@ -213,12 +216,22 @@ def test_stored_models_reproduce_the_stated_sensitivity_and_test_accuracy(runs):
         with torch.no_grad():
             accuracy = (net(data.test_x).argmax(1) == data.test_y).double().mean().item()
         assert stored["test_accuracy"][i] == pytest.approx(accuracy)
-        row = se.runs[(se.runs["batch_size"] == stored["batch_sizes"][i]) & (se.runs["seed"] == stored["seeds"][i])]
+        row = se.runs[(se.runs["batch_size"] == stored["batch_sizes"][i]) & (se.runs["seed"] == stored["seeds"][i])
+                      & (se.runs["protocol"] == stored["protocols"][i])]
         assert row["sensitivity"].item() == stored["sensitivity"][i]
-    table = {r["batch_size"]: r for r in se.summary["table"]}
-    for b, g in se.runs.groupby("batch_size"):
-        assert table[b]["sensitivity"]["mean"] == pytest.approx(g["sensitivity"].mean())
-        assert table[b]["top_eigenvalue"]["max"] == pytest.approx(g["top_eigenvalue"].max())
+    n = se.runs["train_size"].iloc[0]
+    for protocol, arm in se.summary["arms"].items():
+        table = {r["batch_size"]: r for r in arm["table"]}
+        for b, g in se.runs[se.runs["protocol"] == protocol].groupby("batch_size"):
+            assert table[b]["sensitivity"]["mean"] == pytest.approx(g["sensitivity"].mean())
+            assert table[b]["top_eigenvalue"]["max"] == pytest.approx(g["top_eigenvalue"].max())
+            # the steps each run took, counted from its history: one epoch is ceil(n / b) steps
+            epochs = {len(h) for h in se.curves("train_loss", protocol=protocol, batch_size=b)}
+            assert epochs == {table[b]["epochs"]}
+            assert table[b]["steps"] == table[b]["epochs"] * math.ceil(n / b)
+    assert se.summary["table"] == se.summary["arms"]["epochs"]["table"]  # the seed's protocol on top
+    steps = [r["steps"] for r in se.summary["arms"]["steps"]["table"]]
+    assert max(steps) <= 2 * min(steps)  # the same steps up to rounding to whole epochs
 
 
 def test_a_sweep_with_two_batch_sizes_covering_all_training_images_is_refused():
@@ -230,4 +243,17 @@ def test_a_sweep_with_two_batch_sizes_covering_all_training_images_is_refused():
     with pytest.raises(Hw1Error, match="batch sizes 512 and 2,048 both cover all 500 training images"):
         _sensitivity_jobs(s)
     for profile in PROFILES:  # every profile's own sweep trains distinct models
-        assert len(_sensitivity_jobs(settings("1.3-sensitivity", profile))) == len(s["batch_sizes"])
+        assert len(_sensitivity_jobs(settings("1.3-sensitivity", profile))) == len(s["protocols"]) * len(s["batch_sizes"])
+
+
+def test_the_equal_steps_arm_rounds_each_batch_size_to_the_nearest_whole_epochs():
+    from hw1lib.experiments.generalization import protocol_epochs
+    s = {"epochs": 10, "batch_sizes": [8, 32, 128, 512, 2048], "equal_steps_epochs": 1}
+    # 60,000 images: 7,500 steps at batch 8; 1,875, 469, 118 and 30 steps an epoch at the others
+    got = {b: protocol_epochs(s, "steps", 60_000, b) for b in s["batch_sizes"]}
+    assert got == {8: 1, 32: 4, 128: 16, 512: 64, 2048: 250}
+    assert {b: protocol_epochs(s, "epochs", 60_000, b) for b in s["batch_sizes"]} == dict.fromkeys(got, 10)
+    # 2,000 images, batch 2,048 and more than the target: at least one epoch
+    assert protocol_epochs({**s, "batch_sizes": [512, 2048]}, "steps", 2000, 2048) == 4
+    with pytest.raises(Hw1Error, match="unknown protocol 'samples'"):
+        protocol_epochs(s, "samples", 60_000, 8)

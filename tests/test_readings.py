@@ -98,3 +98,26 @@ def test_a_unanimous_answer_counts_only_when_chance_is_below_the_level():
     assert seed_agreement(6, 6) == ", as the flat-minima view predicts."  # 2/64 ≈ 0.031 < 0.05
     assert seed_agreement(0, 6) == ", against the flat-minima view."
     assert seed_agreement(2, 6) == ": no consistent link here."
+
+
+def test_the_sensitivity_reading_states_each_arm_and_the_train_test_gap():
+    from hw1lib.readings import sensitivity_readings, trend_reading
+
+    def s(mean):
+        return {"n": 2, "mean": mean, "std": 0.0, "min": mean - 0.01, "max": mean + 0.01}
+    rows = [{"batch_size": b, "epochs": e, "steps": st, "train_accuracy": s(tr), "test_accuracy": s(te),
+             "sensitivity": s(sens)}
+            for b, e, st, tr, te, sens in ((8, 1, 7500, 0.97, 0.9525, 0.5), (128, 16, 7504, 0.95, 0.95, 0.9),
+                                           (2048, 250, 7500, 0.93, 0.9372, 0.6))]
+    flat = {"rho": 0.1, "p_value": 0.7}
+    arm = {"table": rows, "sensitivity_peak_batch_size": 128,
+           "trend_with_batch_size": {"test_accuracy": {"rho": -0.8, "p_value": 0.001}, "test_loss": flat,
+                                     "sensitivity": flat, "epsilon_sharpness": flat, "top_eigenvalue": flat}}
+    first, second, _ = sensitivity_readings(arm, "steps")
+    assert first.startswith("**The same optimizer steps** (every batch size for about 7,500 steps (1 epoch "
+                            "at batch 8, 250 at 2,048))")
+    assert "falls with batch size (Spearman ρ = -0.80" in first
+    # the gaps: 97 − 95.25 = +1.75 points, 93 − 93.72 = −0.72
+    assert "gap is +1.75 points at batch 8 and -0.72 at 2,048" in first
+    assert "rises and then falls, as the seed report describes, and every seed of the peak" in second
+    assert trend_reading({"rho": 0.3, "p_value": 0.05}).startswith("shows no trend")

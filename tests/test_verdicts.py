@@ -32,14 +32,23 @@ def test_the_mnist_claim_follows_the_seed_ranges(results_dir, shallow, middle, d
     assert row["verdict"] == expected
 
 
-def sensitivity_summary(means, rho=-0.9, p=0.01, loss_p=None, loss_rho=None):
-    table = [{"batch_size": b, "sensitivity": spread_of(m - 0.01, m + 0.01),
-              "test_accuracy": spread_of(0.9, 0.91)} for b, m in zip((8, 32, 128), means)]
+def sensitivity_arm(means, rho=-0.9, p=0.01, loss_p=None, loss_rho=None, epochs=(3, 3, 3)):
+    # 1,000 training images: ceil(1000 / b) steps an epoch
+    table = [{"batch_size": b, "sensitivity": spread_of(m - 0.01, m + 0.01), "epochs": e,
+              "steps": e * -(-1000 // b), "test_accuracy": spread_of(0.9, 0.91)}
+             for b, m, e in zip((8, 32, 128), means, epochs)]
     peak = table[max(range(3), key=lambda i: means[i])]["batch_size"]
-    return {"table": table, "sensitivity_peak_batch_size": peak, "train_size": 1000, "settings": {"epochs": 3},
+    return {"table": table, "sensitivity_peak_batch_size": peak,
             "trend_with_batch_size": {"test_accuracy": {"rho": rho, "p_value": p},
                                       "test_loss": {"rho": -rho if loss_rho is None else loss_rho,
                                                     "p_value": p if loss_p is None else loss_p}}}
+
+
+def sensitivity_summary(means, rho=-0.9, p=0.01, loss_p=None, loss_rho=None, steps_arm=None):
+    epochs_arm = sensitivity_arm(means, rho, p, loss_p, loss_rho)
+    steps_arm = steps_arm or sensitivity_arm(means, rho, p, loss_p, loss_rho, epochs=(1, 4, 16))
+    return {**epochs_arm, "protocol": "epochs", "arms": {"epochs": epochs_arm, "steps": steps_arm},
+            "train_size": 1000, "settings": {"epochs": 3}}
 
 
 @pytest.mark.parametrize("means, rho, p, loss_p, expected", [
@@ -68,7 +77,8 @@ def test_accuracy_falling_while_loss_falls_too_contradicts_the_claim_and_a_missi
     write("smoke", "1.3-sensitivity", sensitivity_summary((0.1, 0.5, 0.2), rho=-0.9, loss_rho=-0.9))
     assert verdicts("smoke", experiments=["1.3-sensitivity"])[0]["verdict"] == "contradicted"
     summary = sensitivity_summary((0.1, 0.5, 0.2))
-    summary["trend_with_batch_size"]["test_loss"] = {"rho": None, "p_value": None}  # constant loss
+    summary["trend_with_batch_size"] = {**summary["trend_with_batch_size"],
+                                        "test_loss": {"rho": None, "p_value": None}}  # constant loss
     write("smoke", "1.3-sensitivity", summary)
     row = verdicts("smoke", experiments=["1.3-sensitivity"])[0]
     assert "ρ(batch size, test loss) = n/a" in row["measured"]
@@ -272,3 +282,17 @@ def test_the_welch_rule_is_two_sided_and_equals_scipy_on_the_raw_seeds(a, b, exp
     assert got == (ttest_ind(a, b, equal_var=False).pvalue < 0.05)
     if expected is not None:
         assert got is expected
+
+
+def test_the_batch_size_verdicts_are_recomputed_on_the_equal_steps_arm(results_dir):
+    # same epochs: accuracy falls, sensitivity peaks inside; same steps: no trend, highest at the end
+    steps_arm = sensitivity_arm((0.1, 0.2, 0.5), rho=-0.1, p=0.6, epochs=(1, 4, 16))
+    write("smoke", "1.3-sensitivity", sensitivity_summary((0.1, 0.5, 0.2), steps_arm=steps_arm))
+    trend, peak = verdicts("smoke", experiments=["1.3-sensitivity"])
+    assert (trend["verdict"], peak["verdict"]) == ("supported", "supported")
+    assert "changes under the same optimizer steps per batch size: undecided" in trend["robustness"]
+    assert "changes under the same optimizer steps per batch size: contradicted" in peak["robustness"]
+    # the steps arm's row says how long each end trained: 125 steps (1 epoch) at 8, 8 · 16 = 128 at 128
+    write("smoke", "1.3-sensitivity", {**sensitivity_summary((0.1, 0.5, 0.2)), **steps_arm, "protocol": "steps"})
+    trend, _ = verdicts("smoke", experiments=["1.3-sensitivity"])
+    assert "about the same steps at every batch size: 125 at batch 8 (1 epoch), 128 at 128 (16 epochs)" in trend["why"]

@@ -309,13 +309,33 @@ def _sensitivity_jobs(s: dict) -> list[dict]:
         raise Hw1Error(f"batch sizes {' and '.join(f'{b:,}' for b in whole)} both cover all "
                        f"{s['train_size']:,} training images, so they would train the same models; "
                        f"use a train_size above {whole[-2]:,}")
-    return grid(batch_size=s["batch_sizes"])
+    return grid(protocol=s["protocols"], batch_size=s["batch_sizes"])
+
+
+def protocol_epochs(s: dict, protocol: str, train_size: int, batch_size: int) -> int:
+    """Epochs a batch size trains for: s["epochs"] in the "epochs" arm; in the "steps" arm the whole
+    number of epochs (≥ 1) whose steps, ceil(train size / batch) each, come nearest to those of
+    s["equal_steps_epochs"] epochs at the smallest batch size."""
+    if protocol == "epochs":
+        return s["epochs"]
+    if protocol != "steps":
+        raise Hw1Error(f"unknown protocol {protocol!r}; valid: epochs, steps")
+    per_epoch = -(-train_size // batch_size)
+    target = s["equal_steps_epochs"] * -(-train_size // min(s["batch_sizes"]))
+    return max(1, round(target / per_epoch))
 
 
 def _summarize_sensitivity(s: dict, runs, history) -> dict:
+    arms = {protocol: _sensitivity_arm(s, g) for protocol, g in runs.groupby("protocol", sort=False)}
+    first = s["protocols"][0]  # the seed's protocol, at the top level as before
+    return {**arms[first], "protocol": first, "arms": arms}
+
+
+def _sensitivity_arm(s: dict, runs) -> dict:
     table = []
     for batch_size, g in runs.groupby("batch_size", sort=True):
-        table.append({"batch_size": int(batch_size), "seeds": len(g),
+        table.append({"batch_size": int(batch_size), "seeds": len(g), "epochs": int(g["epochs"].iloc[0]),
+                      "steps": int(g["steps"].iloc[0]),
                       **{k: spread(g[k]) for k in METRICS + SHARPNESS}})
     log_batch = np.log(runs["batch_size"].to_numpy(dtype=float))
     trends = {}
@@ -337,27 +357,30 @@ def _summarize_sensitivity(s: dict, runs, history) -> dict:
 def write_models(result, folder) -> None:
     """models.pt: every trained model with the numbers the summary states, checkable without hw1lib:
     {"spec", "batch_sizes", "seeds", "members", "sensitivity", "test_accuracy"}, in one order."""
-    rows = result.runs.sort_values(["batch_size", "seed"])
+    rows = result.runs.sort_values(["protocol", "batch_size", "seed"])
     results.save_torch_atomic(folder / "models.pt", {
-        "spec": result.settings["model"], "batch_sizes": rows["batch_size"].tolist(),
+        "spec": result.settings["model"], "protocols": rows["protocol"].tolist(),
+        "batch_sizes": rows["batch_size"].tolist(),
         "seeds": rows["seed"].tolist(),
         "members": [results.load_state_dict(result.stored[i]) for i in rows.index],
         "sensitivity": rows["sensitivity"].tolist(), "test_accuracy": rows["test_accuracy"].tolist()})
 
 
 @experiment("1.3-sensitivity", section="1.3", jobs=_sensitivity_jobs, summarize=_summarize_sensitivity,
-            group_by=("batch_size",), write_files=write_models)
+            group_by=("protocol", "batch_size"), write_files=write_models)
 def train_batch_sizes(s: dict, jobs: list[dict], device: torch.device) -> list[dict]:
-    """Every seed of one batch size as one ensemble; then each model's sensitivity and sharpness."""
+    """Every seed of one batch size in one arm as one ensemble; then each model's sensitivity and
+    sharpness."""
     data = load_mnist(device)
     n = _train_size(s, len(data.train_x))
     batch_size = jobs[0]["batch_size"]
+    epochs = protocol_epochs(s, jobs[0]["protocol"], n, batch_size)
     result = train_ensemble(s["model"], [job["seed"] for job in jobs], data.train_x[:n],
-                            data.train_y[:n], task="classification", epochs=s["epochs"], lr=s["lr"],
+                            data.train_y[:n], task="classification", epochs=epochs, lr=s["lr"],
                             optimizer=s["optimizer"], weight_decay=s["weight_decay"],
                             batch_size=batch_size, test=(data.test_x, data.test_y),
                             cuda_graph=True,  # on a GPU, where they apply (see train_ensemble)
-                            desc=f"batch {batch_size} ×{len(jobs)}")
+                            desc=f"{jobs[0]['protocol']} arm, batch {batch_size} ×{len(jobs)}")
     models = []
     for m in result.members:
         net = build_model(s["model"])
@@ -369,6 +392,7 @@ def train_batch_sizes(s: dict, jobs: list[dict], device: torch.device) -> list[d
                               iterations=s["power_iterations"], desc=f"batch {batch_size}: measures")
     return [{"metrics": {"history": m["history"]},
              "summary": {"train_size": n, "test_size": len(data.test_x), "sharpness_images": k,
+                         "epochs": epochs, "steps": epochs * -(-n // batch_size),
                          **{key: m["history"][key][-1] for key in METRICS}, **numbers},
              "state_dict": m["state_dict"]}
             for m, numbers in zip(result.members, measured)]
