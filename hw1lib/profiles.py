@@ -18,6 +18,10 @@ PROFILES = ("smoke", "quick", "full")
 # Words that the verdicts and the prose of several sections share, each with one meaning.
 NEAR_ZERO_GRADIENT = 1e-3  # "the gradient is almost zero": ‖∇L‖ below this (the seed's best run: 0.046)
 SIGNIFICANCE = 0.05  # a rank correlation counts when its two-sided permutation p-value is below this
+CLEAR_DROP = 0.05  # a loss is called lower than another only when it is lower by more than this share
+                   # (TF32 evaluation and the grid's spacing leave smaller differences unread)
+EQUAL_SHARES = 0.9  # two PCA components whose explained variances are within this ratio define no
+                    # particular plane: any rotation within their span is as good
 
 # Each verdict is also computed under these alternatives, one setting changed at a time; the verdict
 # table's robustness column names every alternative that changes a verdict.

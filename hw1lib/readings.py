@@ -207,3 +207,63 @@ def sensitivity_readings(arm: dict, protocol: str) -> list[str]:
         f"ε-sharpness {trend_reading(trends['epsilon_sharpness'])}; the largest Hessian eigenvalue "
         f"{trend_reading(trends['top_eigenvalue'])}."]
     return lines
+
+
+def memorization_speed(table: dict) -> str:
+    """How much longer random labels take than true ones to reach the memorization level, beside
+    Zhang et al. (2017), who report only a small constant factor (on CIFAR-10)."""
+    true, random = ([e for e in table[k]["memorized_epochs"] if e is not None] for k in ("true", "random"))
+    if not true or not random:
+        return ""
+    ratio = np.mean(random) / np.mean(true)
+    return (f"Here random labels took {ratio:.0f}× the epochs of true ones (means over the seeds that got "
+            f"there). Zhang et al. (2017) report that fitting random labels slows training down by only a "
+            f"small constant factor, on CIFAR-10; that nets can fit them reproduces here, and the factor is "
+            f"this run's own.")
+
+
+def after_interpolation(dd: dict) -> str:
+    """What the test error does from the narrowest width that fits every noisy label to the widest."""
+    from .stats import separated
+    rows = {r["width"]: r for r in dd["table"]}
+    first = rows.get(dd["first_interpolating_width"])
+    last = dd["table"][-1]
+    if first is None or first is last:
+        return ""
+    a, b = first["test_error"], last["test_error"]
+    apart = separated(a, b)
+    change = "falls" if b["mean"] < a["mean"] else "rises"
+    return (f"From that width to the widest net (h = {last['width']:,}) the mean test error {change} from "
+            f"{100 * a['mean']:.1f} % to {100 * b['mean']:.1f} %"
+            + (", beyond seed noise" if apart else ", within seed noise" if apart is False else "")
+            + (": a descent past the interpolation threshold, the second descent of the double-descent picture"
+               if change == "falls" and apart else "") + ".")
+
+
+def lowest_grid_point(plane: dict) -> str:
+    """Whether a grid point of the random plane is lower than the trained model, by more than
+    CLEAR_DROP; a smaller difference is within evaluation and grid noise."""
+    from .profiles import CLEAR_DROP
+    centre, low = plane["centre_loss"], plane["min_loss"]
+    if low >= centre:
+        return ("The trained model is the lowest point of this grid: in random directions it sits in a bowl "
+                "that rises on every side, the convex-looking picture Li et al. (2018) report for shallow nets.")
+    drop = 1 - low / centre
+    where = (f"The lowest grid point, at (α, β) = ({plane['min_at'][0]:.2g}, {plane['min_at'][1]:.2g}), has loss "
+             f"{low:.3g}, {100 * drop:.1f} % below the trained model's")
+    if drop > CLEAR_DROP:
+        return where + ": even random directions still lead downhill from where training stopped."
+    return (where + f", less than the {100 * CLEAR_DROP:g} % this report reads as a difference (the grid is "
+            f"coarse and evaluated in TF32 on a GPU): the trained model sits at the bottom of this plane "
+            f"as far as it can tell.")
+
+
+def pca_plane_note(explained: list[float]) -> str:
+    """A warning when the first two components explain nearly equal shares (ratio ≥ EQUAL_SHARES):
+    then the plane within their span is arbitrary."""
+    from .profiles import EQUAL_SHARES
+    if explained[1] / explained[0] < EQUAL_SHARES:
+        return ""
+    return (f" The two shares are nearly equal ({100 * explained[0]:.1f} % and {100 * explained[1]:.1f} %): "
+            "the two directions are not determined, any rotation of them within their plane explains as much, "
+            "so the axes of the figure carry no meaning of their own.")

@@ -121,3 +121,44 @@ def test_the_sensitivity_reading_states_each_arm_and_the_train_test_gap():
     assert "gap is +1.75 points at batch 8 and -0.72 at 2,048" in first
     assert "rises and then falls, as the seed report describes, and every seed of the peak" in second
     assert trend_reading({"rho": 0.3, "p_value": 0.05}).startswith("shows no trend")
+
+
+def test_the_memorization_factor_is_computed_from_the_seeds_that_got_there():
+    from hw1lib.readings import memorization_speed
+    table = {"true": {"memorized_epochs": [4, 6]}, "random": {"memorized_epochs": [240, None]}}
+    assert memorization_speed(table).startswith("Here random labels took 48× the epochs of true ones")
+    assert memorization_speed({"true": {"memorized_epochs": [None]}, "random": table["random"]}) == ""
+
+
+def test_the_descent_after_interpolation_is_read_from_the_first_interpolating_width():
+    from hw1lib.readings import after_interpolation
+
+    def s(mean, lo, hi):
+        return {"n": 2, "mean": mean, "std": 0.0, "min": lo, "max": hi}
+    dd = {"first_interpolating_width": 16,
+          "table": [{"width": 8, "test_error": s(0.30, 0.29, 0.31)}, {"width": 16, "test_error": s(0.35, 0.34, 0.36)},
+                    {"width": 64, "test_error": s(0.25, 0.24, 0.26)}]}
+    got = after_interpolation(dd)
+    assert got.startswith("From that width to the widest net (h = 64) the mean test error falls from 35.0 % to "
+                          "25.0 %, beyond seed noise: a descent past the interpolation threshold")
+    dd["table"][2]["test_error"] = s(0.34, 0.33, 0.355)  # overlaps the interpolating width's range
+    assert after_interpolation(dd) == ("From that width to the widest net (h = 64) the mean test error falls "
+                                       "from 35.0 % to 34.0 %, within seed noise.")
+    assert after_interpolation({**dd, "first_interpolating_width": 64}) == ""  # the widest itself
+
+
+@pytest.mark.parametrize("min_loss, expected", [
+    (0.30, "the lowest point of this grid"),
+    (0.294, "2.0 % below the trained model's, less than the 5 % this report reads as a difference"),
+    (0.27, "10.0 % below the trained model's: even random directions still lead downhill"),
+])
+def test_a_lower_grid_point_counts_only_beyond_the_clear_drop(min_loss, expected):
+    from hw1lib.readings import lowest_grid_point
+    assert expected in lowest_grid_point({"centre_loss": 0.30, "min_loss": min_loss, "min_at": [0.5, -0.25]})
+
+
+def test_nearly_equal_pca_shares_are_called_arbitrary():
+    from hw1lib.readings import pca_plane_note
+    assert "any rotation of them" in pca_plane_note([0.135, 0.135])
+    assert pca_plane_note([0.40, 0.20]) == ""
+    assert pca_plane_note([0.20, 0.179]) == ""  # ratio 0.895, below 0.9

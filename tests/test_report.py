@@ -250,7 +250,7 @@ def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
         assert ("two equally good models would still come out separated, one way or the other, with "
                 f"probability {mnist['false_separation_chance']} in each comparison") in text
     else:
-        assert "no model is ahead of another on every seed here" in text
+        assert "no model is ahead of another in test accuracy on every seed here" in text
 
     # 1.2: the settings and the numbers the prose states are this run's
     gn, mr = settings("1.2-gradnorm", "smoke"), settings("1.2-minimal-ratio", "smoke")
@@ -270,7 +270,7 @@ def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
     pca, surface = summaries["1.2-pca"], summaries["1.2-error-surface"]
     assert (f"batch {pc['batch_size']:,} (the seed report does not state its batch size), for "
             f"{pc['epochs']} epochs on {pc['train_size']:,} training images, from {pc['seeds']} seeds") in text
-    assert f"{100 * pca['model']['between_run_share']:.1f} % of that variance lies between runs" in text
+    assert f"Of that variance, {100 * pca['model']['between_run_share']:.1f} % lies between runs" in text
     cos = pca["model"]["displacement_cosine"]
     assert f"displacements is {cos['mean']:.3f} [{cos['min']:.3f}–{cos['max']:.3f}]" in text
     random_plane, pca_plane = surface["planes"]["random"], surface["planes"]["pca"]

@@ -405,14 +405,16 @@ def test_double_descent_peaks_against_a_recomputation_from_the_runs():
 SHARPNESS = ("sensitivity", "epsilon_sharpness", "top_eigenvalue")
 
 
-def _sensitivity_runs():
-    rows, rng = [], np.random.default_rng(3)
+def _sensitivity_runs(protocol="epochs"):
+    rows, rng = [], np.random.default_rng(3 if protocol == "epochs" else 4)
     for batch_size in (512, 16, 64, 128):  # not in order
         rank = {16: 0, 64: 1, 128: 2, 512: 3}[batch_size]
+        epochs = 2 if protocol == "epochs" else 2 ** rank
         for seed in range(3):
             noise = rng.normal()
-            rows.append({"batch_size": batch_size, "seed": seed, "train_size": 2000, "test_size": 10_000,
-                         "sharpness_images": 500,
+            rows.append({"protocol": protocol, "batch_size": batch_size, "seed": seed, "train_size": 2000,
+                         "test_size": 10_000, "sharpness_images": 500, "epochs": epochs,
+                         "steps": epochs * -(-2000 // batch_size),
                          "train_loss": 0.1 + 0.05 * rank + 0.001 * noise,  # rises with batch size
                          "train_accuracy": 0.99 - 0.01 * rank + 0.001 * noise,  # falls
                          "test_loss": 0.3 + rng.normal(),  # no trend
@@ -424,9 +426,15 @@ def _sensitivity_runs():
 
 
 def test_sensitivity_summary_against_a_recomputation_from_the_runs():
-    runs = _sensitivity_runs()
+    both = pd.concat([_sensitivity_runs("steps"), _sensitivity_runs("epochs")], ignore_index=True)
+    summary = _summarize_sensitivity({"protocols": ["epochs", "steps"]}, both, None)
+    # the seed's protocol on top, each arm summarized from its own runs only
+    assert summary["protocol"] == "epochs" and summary["table"] == summary["arms"]["epochs"]["table"]
+    steps_arm = summary["arms"]["steps"]["table"]
+    assert [(r["epochs"], r["steps"]) for r in steps_arm] == [(1, 125), (2, 64), (4, 64), (8, 32)]
+    runs = both[both["protocol"] == "epochs"]
     permutations = 10_000
-    out = _summarize_sensitivity({}, runs, None)
+    out = summary["arms"]["epochs"]
     assert [r["batch_size"] for r in out["table"]] == [16, 64, 128, 512]
     for row in out["table"]:
         g = runs[runs["batch_size"] == row["batch_size"]]
