@@ -29,9 +29,12 @@ SUPPORTED, CONTRADICTED, NOISE, UNDECIDED, NOT_COMPARABLE = (
 MINIMUM_SHARE = 0.9  # "training reached a minimum" when at least this share of the counted runs did
 
 
-def _row(section, heading, claim, measured, verdict, why=""):
-    return {"section": section, "heading": heading, "claim": claim, "measured": measured,
-            "verdict": verdict, "why": why}
+def _row(section, heading, claim, measured, verdict, why="", uses=None):
+    """One verdict row; `uses`: the alternatives (keys of ALTERNATIVES) its rule consults, where
+    that is fewer than its check's (None: all of them)."""
+    row = {"section": section, "heading": heading, "claim": claim, "measured": measured,
+           "verdict": verdict, "why": why}
+    return row if uses is None else {**row, "uses": tuple(uses)}
 
 
 def conjunction(parts: list[tuple[str, str]]) -> tuple[str, str]:
@@ -108,7 +111,8 @@ def _function_fit(s: dict) -> list[dict]:
                          f"On sin(5πx)/(5πx) the 7-hidden-layer net reaches loss 10⁻³ in fewer epochs "
                          f"than the {'4' if other == 'middle' else '1'}-hidden-layer net ({seed_epochs}).",
                          f"epochs to 10⁻³: deep {_epochs(table['deep'], limit)}, {other} "
-                         f"{_epochs(table[other], limit)}", verdict, why))
+                         f"{_epochs(table[other], limit)}", verdict, why,
+                         uses=()))  # censored epochs: compared by their ranges only
     sign = s["table"]["sign"]
     if any(sign[m]["reached"] for m in sign):
         verdict, why = NOT_COMPARABLE, "a net stopped at the threshold, so final losses are not at one budget"
@@ -289,7 +293,7 @@ def _sensitivity(s: dict, protocol: str | None = None) -> list[dict]:
                  if accuracy["rho"] is not None else "n/a",
                  accuracy_verdict, "; ".join(part for part in (
                      parts + (f" (rank correlation: p ≥ {SIGNIFICANCE:g} is undecided)" if parts else ""),
-                     fewer_steps) if part))]
+                     fewer_steps) if part), uses=("protocol",))]
     peak = next(r for r in table if r["batch_size"] == s["sensitivity_peak_batch_size"])
     interior = table[0] is not peak and table[-1] is not peak
     if not interior:  # highest at an end: contradicted when that end is clearly above its neighbour
@@ -351,8 +355,10 @@ def with_robustness(check: Callable, keys: tuple[str, ...], summary: dict) -> li
             if value == default:
                 continue
             for i, (row, other) in enumerate(zip(rows, _under(check, summary, key, value))):
-                tried[i].append((describe_alternative(key, value), other["verdict"]))
+                if key in row.get("uses", keys):
+                    tried[i].append((describe_alternative(key, value), other["verdict"]))
     for i, row in enumerate(rows):
+        row.pop("uses", None)
         changed = [f"{name}: {verdict}" for name, verdict in tried[i] if verdict != row["verdict"]]
         row["alternatives"] = [{"alternative": name, "verdict": verdict} for name, verdict in tried[i]]
         row["robustness"] = ("no alternative stated" if not tried[i] else

@@ -296,3 +296,19 @@ def test_the_batch_size_verdicts_are_recomputed_on_the_equal_steps_arm(results_d
     write("smoke", "1.3-sensitivity", {**sensitivity_summary((0.1, 0.5, 0.2)), **steps_arm, "protocol": "steps"})
     trend, _ = verdicts("smoke", experiments=["1.3-sensitivity"])
     assert "about the same steps at every batch size: 125 at batch 8 (1 epoch), 128 at 128 (16 epochs)" in trend["why"]
+
+
+def test_an_alternative_is_named_only_for_rows_whose_rule_consults_it(results_dir):
+    # the 1.1a speed rows compare censored epochs by their ranges: Welch's t is not tried on them,
+    # so their robustness must not claim it; the sign row compares losses, where it is
+    write("smoke", "1.1-function", function_summary({"deep": (0.01, 0.02), "middle": (0.03, 0.04),
+                                                     "shallow": (0.05, 0.06)}))
+    speed_middle, speed_shallow, sign = verdicts("smoke", experiments=["1.1-function"])
+    assert speed_middle["robustness"] == speed_shallow["robustness"] == "no alternative stated"
+    assert "Welch" in sign["robustness"]
+    # the 1.3d trend row is a rank correlation: only the protocol applies to it
+    write("smoke", "1.3-sensitivity", sensitivity_summary((0.1, 0.5, 0.2)))
+    trend, peak = verdicts("smoke", experiments=["1.3-sensitivity"])
+    assert [a["alternative"] for a in trend["alternatives"]] == ["the same optimizer steps per batch size"]
+    assert [a["alternative"] for a in peak["alternatives"]] == ["Welch's t-test",
+                                                                "the same optimizer steps per batch size"]
