@@ -356,19 +356,19 @@ def _insert_table_of_contents(page: str) -> str:
 
 
 def render_html(executed: list[Path], front: str, settings: str = "") -> str:
-    """One page: the front page, then `settings` (Markdown, the settings disclosed), then each
-    executed notebook."""
+    """One page: the front page, each executed notebook, then `settings` (Markdown, the settings
+    disclosed) as an appendix: the front page links to it."""
     from nbconvert import HTMLExporter
 
     combined = nbformat.v4.new_notebook(metadata={"title": "HW1 report"})
     combined.cells.append(nbformat.v4.new_markdown_cell(front))
     # every section starts on a new page of the PDF
     section_break = '<div class="hw1-section-break"></div>'
-    if settings:
-        combined.cells += [nbformat.v4.new_markdown_cell(section_break), nbformat.v4.new_markdown_cell(settings)]
     for path in executed:
         combined.cells.append(nbformat.v4.new_markdown_cell(section_break))
         combined.cells.extend(nbformat.read(path, as_version=4).cells)
+    if settings:
+        combined.cells += [nbformat.v4.new_markdown_cell(section_break), nbformat.v4.new_markdown_cell(settings)]
     _math_to_mathml(combined)
     exporter = HTMLExporter(template_name="hw1report", exclude_input_prompt=True,
                             exclude_output_prompt=True,
