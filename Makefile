@@ -1,4 +1,4 @@
-# make setup [setup-ray] | make report [PROFILE=smoke|quick|full] [DEVICE=auto|cpu|cuda] [BACKEND=local|ray] [ADDRESS=…] [JOBS=n] | make test
+# make setup [setup-ray] | make report [PROFILE=smoke|quick|full] [DEVICE=auto|cpu|cuda] [BACKEND=local|ray] [ADDRESS=…] [JOBS=n] | make test | make lint
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ ADDRESS ?=
 JOBS ?=
 KERNEL_SPEC := $(VENV)/share/jupyter/kernels/hw1/kernel.json
 
-.PHONY: setup setup-ray data pdf-browser report test clean-results
+.PHONY: setup setup-ray data pdf-browser report test lint clean-results
 
 setup: $(VENV)/.installed $(KERNEL_SPEC) data pdf-browser
 
@@ -49,6 +49,9 @@ report: $(VENV)/.installed $(KERNEL_SPEC)
 
 test: $(VENV)/.installed $(KERNEL_SPEC)
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
 
 clean-results:
 	rm -rf results report/executed

@@ -2,10 +2,10 @@
 
 Notebooks call into this package; it never plots inside training code and never reads a notebook.
 """
-from contextlib import contextmanager
-from pathlib import Path
 import os
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"MNIST: all four files verified in {data_dir()}")
         elif args.command == "run":
             from .experiments import get, run_experiment
-            from .profiles import check_profile
             from .experiments.core import default_profile
+            from .profiles import check_profile
             from .results import experiment_dir
 
             get(args.experiment)  # unknown experiment: one line, before anything runs
@@ -69,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise Hw1Error("--address applies to --backend ray")
             profile = check_profile(args.profile or default_profile(args.device, args.backend,
                                                                     args.address))
-            run_experiment(args.experiment, profile, args.device, args.seed, args.force,
-                           args.backend, args.address)
-            print(f"wrote {experiment_dir(profile, args.experiment) / 'summary.json'}")
+            result = run_experiment(args.experiment, profile, args.device, args.seed, args.force,
+                                    args.backend, args.address)
+            timing = result.summary["timing"]
+            print(f"{args.experiment}: {timing['trained_now']} run(s) trained, "
+                  f"{timing['runs'] - timing['trained_now']} reused from the store; wrote "
+                  f"{experiment_dir(profile, args.experiment) / 'summary.json'}")
         else:
             from .report import build_report
 

@@ -33,8 +33,16 @@ from tqdm.auto import tqdm
 
 from . import Hw1Error
 from .models import build_model
-from .train import (TASKS, TrainingDiverged, check_arguments, check_data, check_test, make_optimizer,
-                    output_shape, show_progress, shuffle_seed)
+from .train import (
+    TrainingDiverged,
+    check_arguments,
+    check_data,
+    check_test,
+    make_optimizer,
+    output_shape,
+    show_progress,
+    shuffle_seed,
+)
 
 # forward(params, x) → outputs of every member, shaped (members, batch, ...)
 Forward = Callable[[dict, torch.Tensor], torch.Tensor]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import inspect
 import numbers
 
-import torch
 from torch import nn
 
 from . import Hw1Error

@@ -169,7 +169,8 @@ def trend_reading(trend: dict) -> str:
     if trend["p_value"] >= SIGNIFICANCE:
         return (f"shows no trend with batch size distinguishable from chance at the {100 * SIGNIFICANCE:g} % "
                 f"level ({numbers})")
-    return f"{'rises' if trend['rho'] > 0 else 'falls'} with batch size ({numbers}, at the {100 * SIGNIFICANCE:g} % level)"
+    direction = "rises" if trend["rho"] > 0 else "falls"
+    return f"{direction} with batch size ({numbers}, at the {100 * SIGNIFICANCE:g} % level)"
 
 
 def sensitivity_readings(arm: dict, protocol: str) -> list[str]:

@@ -27,7 +27,6 @@ import torch
 
 from . import Hw1Error, results_root
 
-
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The modules whose code produces the numbers stored in a run folder are every module of the package
 # (data, models, training, ensembles, curvature, landscape, …, a new one included) and the runner;

@@ -32,3 +32,12 @@ def test_section_selection():
     assert [p.name for p in select_notebooks(["1.1"])] == ["1.1-deep-vs-shallow.ipynb"]
     with pytest.raises(Hw1Error, match="unknown section"):
         select_notebooks(["4"])
+
+
+def test_run_says_how_many_runs_it_trained_and_how_many_it_reused(capsys, results_dir):
+    seeds = settings("1.2-gradnorm", "smoke")["seeds"]
+    argv = ["run", "1.2-gradnorm", "--profile", "smoke", "--device", "cpu"]
+    assert main(argv) == 0
+    assert f"1.2-gradnorm: {seeds} run(s) trained, 0 reused from the store; wrote " in capsys.readouterr().out
+    assert main(argv) == 0
+    assert f"1.2-gradnorm: 0 run(s) trained, {seeds} reused from the store; wrote " in capsys.readouterr().out

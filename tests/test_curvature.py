@@ -3,8 +3,16 @@ import pytest
 import torch
 
 from hw1lib import Hw1Error
-from hw1lib.curvature import (flat_loss, flatten, gradient_norm_squared, gradients, hessian_eigenvalues,
-                              hessians, minimal_ratio, refine_critical_points)
+from hw1lib.curvature import (
+    flat_loss,
+    flatten,
+    gradient_norm_squared,
+    gradients,
+    hessian_eigenvalues,
+    hessians,
+    minimal_ratio,
+    refine_critical_points,
+)
 from hw1lib.ensemble import Ensemble, train_ensemble
 
 TANH = {"kind": "mlp", "widths": [1, 4, 3, 1], "activation": "tanh"}

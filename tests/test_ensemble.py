@@ -14,11 +14,9 @@ import torch
 
 from hw1lib import Hw1Error
 from hw1lib.data import target_function
-from hw1lib.ensemble import (Ensemble, EnsembleCallback, evaluate_members, gradient_norms,
-                              train_ensemble)
-from hw1lib.train import TrainingDiverged
+from hw1lib.ensemble import Ensemble, EnsembleCallback, evaluate_members, gradient_norms, train_ensemble
 from hw1lib.models import build_model
-from hw1lib.train import evaluate, train
+from hw1lib.train import TrainingDiverged, evaluate, train
 
 MLP = {"kind": "mlp", "widths": [1, 10, 18, 15, 4, 1], "activation": "leaky_relu"}
 SMALL_CNN = {"kind": "cnn", "channels": [4, 8], "dense_widths": [16], "dropout": 0.25}

@@ -6,8 +6,8 @@ import pytest
 
 from hw1lib import results
 from hw1lib.data import load_mnist
-from hw1lib.models import build_model
 from hw1lib.experiments import REGISTRY, run_experiment, sections
+from hw1lib.models import build_model
 from hw1lib.profiles import settings
 from hw1lib.train import evaluate
 
@@ -121,6 +121,7 @@ def test_the_summary_says_where_the_time_went_and_the_front_page_shows_it(result
 def test_tf32_is_on_for_a_gpu_run_of_an_experiment_that_allows_it_and_restored_after(results_dir,
                                                                                      monkeypatch):
     import torch
+
     from hw1lib.experiments import core
 
     seen = {}

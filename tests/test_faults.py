@@ -1,7 +1,6 @@
 """Faults a careful user runs into: kills, two processes, corrupt or unwritable folders, bad
 parameters. Each test fails without the guard it names."""
 import dataclasses
-import json
 import os
 import re
 import stat

@@ -9,8 +9,13 @@ import torch.nn.functional as F
 from hw1lib import Hw1Error
 from hw1lib.data import load_mnist
 from hw1lib.experiments import run_experiment
-from hw1lib.experiments.generalization import (corrupted_labels, first_epoch_at, interior_peaks,
-                                               line_flatness, permuted_labels)
+from hw1lib.experiments.generalization import (
+    corrupted_labels,
+    first_epoch_at,
+    interior_peaks,
+    line_flatness,
+    permuted_labels,
+)
 from hw1lib.models import build_model
 
 
@@ -154,7 +159,6 @@ def test_the_ends_of_each_line_are_the_two_trained_models(runs):
     ip = runs[2]
     s = ip.settings
     data = load_mnist("cpu")
-    n = s["train_size"]
     for _, run in ip.runs.iterrows():
         alpha = ip.stored[_]["arrays"]["alpha"]
         arrays = ip.stored[_]["arrays"]

@@ -6,9 +6,16 @@ import torch
 import torch.nn.functional as F
 
 from hw1lib import Hw1Error
-from hw1lib.landscape import (as_state_dict, between_run_share, filter_normalized_direction,
-                              flat_weights, layer_slice, line_metrics, loss_surface,
-                              trajectory_pca)
+from hw1lib.landscape import (
+    as_state_dict,
+    between_run_share,
+    filter_normalized_direction,
+    flat_weights,
+    layer_slice,
+    line_metrics,
+    loss_surface,
+    trajectory_pca,
+)
 from hw1lib.models import build_model
 
 SPEC = {"kind": "mlp", "widths": [6, 5, 4, 3], "activation": "relu"}

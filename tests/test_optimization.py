@@ -10,9 +10,9 @@ from hw1lib import results
 from hw1lib.data import load_mnist, target_function
 from hw1lib.experiments import run_experiment
 from hw1lib.experiments.optimization import largest_spikes
-from hw1lib.stats import rank_correlation
 from hw1lib.models import build_model
 from hw1lib.profiles import EXPERIMENTS, settings
+from hw1lib.stats import rank_correlation
 from hw1lib.train import train
 
 

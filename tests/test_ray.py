@@ -139,6 +139,7 @@ def test_training_runs_nested_experiments_in_process_and_restores_the_backend(mo
 def test_a_ray_report_leaves_no_ray_instance_and_no_backend_behind(tmp_path, monkeypatch):
     need_ray()
     import ray
+
     from hw1lib import report
 
     def stop(*args):

@@ -4,8 +4,17 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from hw1lib.stats import (compare_time_to_threshold, describe_difference, describe_time_difference,
-                          false_separation_chance, mean_curve, scaled, separated, spread, verdict)
+from hw1lib.stats import (
+    compare_time_to_threshold,
+    describe_difference,
+    describe_time_difference,
+    false_separation_chance,
+    mean_curve,
+    scaled,
+    separated,
+    spread,
+    verdict,
+)
 
 
 def test_spread_ignores_missing_values_and_uses_the_sample_std():

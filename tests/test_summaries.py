@@ -5,7 +5,6 @@ force over pairs of seeds, SVD instead of sklearn's PCA, a numpy Levenberg–Mar
 exact permutation test), and includes the edge the rule turns on: ties, touching ranges, a negative
 largest-magnitude eigenvalue, values exactly at ±tol, a peak at a grid end, a run that stops early.
 """
-import itertools
 import math
 import statistics
 
@@ -18,8 +17,12 @@ from scipy.spatial.distance import pdist
 from torch import nn
 
 from hw1lib.curvature import minimal_ratio, refine_critical_points
-from hw1lib.experiments.generalization import (_summarize_params, _summarize_random_labels,
-                                               _summarize_sensitivity, interior_peaks)
+from hw1lib.experiments.generalization import (
+    _summarize_params,
+    _summarize_random_labels,
+    _summarize_sensitivity,
+    interior_peaks,
+)
 from hw1lib.experiments.optimization import _summarize_pca, _summarize_surface
 from hw1lib.sharpness import epsilon_sharpness
 from hw1lib.stats import compare_time_to_threshold, rank_correlation, separated, spread

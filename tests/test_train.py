@@ -8,8 +8,7 @@ import torch
 
 from hw1lib import Hw1Error
 from hw1lib.models import CNN, MLP, build_model
-from hw1lib.train import (Callback, TrainingDiverged, evaluate, make_optimizer, resolve_device,
-                          shuffle_seed, train)
+from hw1lib.train import Callback, TrainingDiverged, evaluate, make_optimizer, resolve_device, shuffle_seed, train
 
 
 def regression_problem(n=64):

@@ -1,5 +1,4 @@
 """The verdicts on the seed report's claims, on summaries whose answer is known by construction."""
-import json
 
 import pytest
 
@@ -244,8 +243,9 @@ def test_welch_is_the_seed_rule_alternative(results_dir):
     # Two seeds each, ranges apart by a hair: separated, but Welch's t (computed here by hand) is
     # far from significant, so the robustness column names the alternative that undoes the verdict.
     import math
-    from scipy.stats import t as student
     import statistics
+
+    from scipy.stats import t as student
     a, b = (0.98, 0.99), (0.975, 0.9799)
     summary = mnist_summary(a, b, (0.90, 0.91))
     for name, values in (("shallow", a), ("middle", b), ("deep", (0.90, 0.91))):

@@ -23,8 +23,8 @@ from .. import Hw1Error, results
 from ..data import load_mnist
 from ..ensemble import train_ensemble
 from ..landscape import filter_normalized_flatness, line_metrics
-from ..sharpness import measure_models
 from ..models import build_model, count_params
+from ..sharpness import measure_models
 from ..stats import compare_time_to_threshold, rank_correlation, spread
 from .core import experiment, grid
 

@@ -13,14 +13,29 @@ import pandas as pd
 import torch
 
 from .. import results
-from ..curvature import (flat_loss, flatten, gradient_norm_squared, gradients, hessian_eigenvalues,
-                         minimal_ratio, refine_critical_points, unflatten)
+from ..curvature import (
+    flat_loss,
+    flatten,
+    gradient_norm_squared,
+    gradients,
+    hessian_eigenvalues,
+    minimal_ratio,
+    refine_critical_points,
+    unflatten,
+)
 from ..data import collapsed, constant_output_loss, load_mnist, target_function
-from ..ensemble import (Ensemble, EnsembleCallback, evaluate_members, gradient_norms,
-                        stack_state_dicts, train_ensemble)
-from ..landscape import (as_state_dict, between_run_share, filter_normalized_direction,
-                         flat_weights, grid_points, layer_slice, loss_surface, plane_losses,
-                         trajectory_pca)
+from ..ensemble import Ensemble, EnsembleCallback, evaluate_members, gradient_norms, stack_state_dicts, train_ensemble
+from ..landscape import (
+    as_state_dict,
+    between_run_share,
+    filter_normalized_direction,
+    flat_weights,
+    grid_points,
+    layer_slice,
+    loss_surface,
+    plane_losses,
+    trajectory_pca,
+)
 from ..models import build_model, count_params
 from ..stats import critical_points, rank_correlation, spectrum_counts, spread
 from .core import experiment, grid, run_experiment
