@@ -8,6 +8,7 @@ import pandas as pd
 
 from .labels import ACTIVATION_NAMES
 from .profiles import SIGNIFICANCE
+from .stats import signed
 
 
 def _median_range(entry: dict, fmt: str = "{:.3g}") -> str:
@@ -83,12 +84,12 @@ def critical_point_readings(summary: dict, s: dict) -> list[str]:
         lines.append(
             f"Dauphin et al. (2014) relate the loss to the **index**, the share of negative eigenvalues among "
             f"the non-zero ones (median {_median_range(at['index'], '{:.3f}')} at tol {tol:g}): "
-            + ("" if rho_i is None else f"Spearman's ρ(loss, index) = {rho_i:.2f} (permutation p = {p_i:.2g}), ")
+            + ("" if rho_i is None else f"Spearman's ρ(loss, index) = {signed(rho_i)} (permutation p = {p_i:.2g}), ")
             + relation(rho_i, p_i, "higher loss goes with a larger index, as they predict",
                        "lower loss goes with a larger index, against their prediction", e["runs"])
             + ". The minimal ratio (positive eigenvalues over all of them, flat ones included) mixes flat and "
             "negative directions and is not that quantity: ρ(loss, minimal ratio) is "
-            + ", ".join("n/a" if ratio_rhos[t] is None else f"{ratio_rhos[t]:.2f}" for t in ratio_rhos)
+            + ", ".join("n/a" if ratio_rhos[t] is None else signed(ratio_rhos[t]) for t in ratio_rhos)
             + " at tol " + " / ".join(ratio_rhos) + "·max|λ|"
             + (", so its sign depends on the tolerance." if len(significant_signs) > 1 else "."))
     lines.append(
@@ -165,7 +166,7 @@ def trend_reading(trend: dict) -> str:
     """How a rank correlation with batch size reads, at the SIGNIFICANCE level."""
     if trend["rho"] is None:
         return "n/a"
-    numbers = f"Spearman ρ = {trend['rho']:.2f}, permutation p = {trend['p_value']:.2g}"
+    numbers = f"Spearman ρ = {signed(trend['rho'])}, permutation p = {trend['p_value']:.2g}"
     if trend["p_value"] >= SIGNIFICANCE:
         return (f"shows no trend with batch size distinguishable from chance at the {100 * SIGNIFICANCE:g} % "
                 f"level ({numbers})")
@@ -194,8 +195,9 @@ def sensitivity_readings(arm: dict, protocol: str) -> list[str]:
         f"Test accuracy {trend_reading(trends['test_accuracy'])}: {pct(small['test_accuracy'])} % at batch "
         f"{small['batch_size']:,}, {pct(large['test_accuracy'])} % at batch {large['batch_size']:,}; test "
         f"loss {trend_reading(trends['test_loss'])}. The train–test accuracy gap is "
-        f"{100 * (small['train_accuracy']['mean'] - small['test_accuracy']['mean']):+.2f} points at batch "
-        f"{small['batch_size']:,} and {100 * (large['train_accuracy']['mean'] - large['test_accuracy']['mean']):+.2f} "
+        f"{signed(100 * (small['train_accuracy']['mean'] - small['test_accuracy']['mean']), '+.2f')} points at batch "
+        f"{small['batch_size']:,} and "
+        f"{signed(100 * (large['train_accuracy']['mean'] - large['test_accuracy']['mean']), '+.2f')} "
         f"at {large['batch_size']:,}.",
         f"Sensitivity {trend_reading(trends['sensitivity'])}: "
         + ", ".join(f"{describe_range(r['sensitivity'])} at {r['batch_size']:,}" for r in table)

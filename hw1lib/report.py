@@ -322,7 +322,7 @@ def front_page(profile: str, device_text: str, seed: int, timings: dict[str, flo
 
 {experiment_table}
 
-Code is hidden; the button at the top right shows it. Each figure's shaded band is the range over seeds.
+<span class="hw1-screen-only">Code is hidden; the button at the top right shows it. </span>Each figure's shaded band is the range over seeds.
 
 <div id="hw1-toc"></div>
 

@@ -56,6 +56,11 @@ def mean_curve(curves: list[list[float]]) -> dict:
             "min": np.nanmin(padded, 0), "max": np.nanmax(padded, 0)}
 
 
+def signed(value: float, spec: str = ".2f") -> str:
+    """A number formatted by `spec`, with a typographic minus (−) instead of a hyphen."""
+    return format(value, spec).replace("-", "−")
+
+
 def describe_range(s: dict, fmt: str = "{:.3g}") -> str:
     """'0.12 [0.10–0.15]' (mean [min–max] over seeds), or '0.12' for a single seed."""
     if s["n"] == 0:

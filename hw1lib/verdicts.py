@@ -22,7 +22,7 @@ from scipy.stats import ttest_ind_from_stats
 
 from . import Hw1Error, results
 from .profiles import ALTERNATIVES, SIGNIFICANCE
-from .stats import critical_points, describe_range, scaled, separated
+from .stats import critical_points, describe_range, scaled, separated, signed
 
 SUPPORTED, CONTRADICTED, NOISE, UNDECIDED, NOT_COMPARABLE = (
     "supported", "contradicted", "within seed noise", "undecided", "not comparable")
@@ -283,13 +283,13 @@ def _sensitivity(s: dict, protocol: str | None = None) -> list[dict]:
                                            ("loss rising", _trend(loss, +1))])
     rows = [_row("1.3", "1.3d Flatness vs generalization, part 2: sensitivity and sharpness",
                  "Accuracy falls and loss rises as the batch size grows.",
-                 f"Spearman ρ(batch size, test accuracy) = {accuracy['rho']:.2f} (p = "
+                 f"Spearman ρ(batch size, test accuracy) = {signed(accuracy['rho'])} (p = "
                  f"{accuracy['p_value']:.2g}), test accuracy "
                  f"{describe_range(scaled(table[0]['test_accuracy'], 100), '{:.2f}')} % at batch "
                  f"{table[0]['batch_size']:,}, "
                  f"{describe_range(scaled(table[-1]['test_accuracy'], 100), '{:.2f}')} % at "
                  f"{table[-1]['batch_size']:,}; ρ(batch size, test loss) = "
-                 + (f"{loss['rho']:.2f} (p = {loss['p_value']:.2g})" if loss["rho"] is not None else "n/a")
+                 + (f"{signed(loss['rho'])} (p = {loss['p_value']:.2g})" if loss["rho"] is not None else "n/a")
                  if accuracy["rho"] is not None else "n/a",
                  accuracy_verdict, "; ".join(part for part in (
                      parts + (f" (rank correlation: p ≥ {SIGNIFICANCE:g} is undecided)" if parts else ""),

@@ -42,7 +42,7 @@ def test_the_readings_say_what_the_summary_holds():
     assert "at most 0.0004 of max|λ|" in first
     assert "ρ(loss, index) = 0.86" in dauphin and "as they predict" in dauphin
     # significant at 1e-4 (negative) and 1e-8 (positive): the sign depends on the tolerance
-    assert "-0.89, 0.30, 0.74 at tol 0.0001 / 1e-06 / 1e-08·max|λ|, so its sign depends on the tolerance" in dauphin
+    assert "−0.89, 0.30, 0.74 at tol 0.0001 / 1e-06 / 1e-08·max|λ|, so its sign depends on the tolerance" in dauphin
     assert "6e-14·max|λ|" in tolerances
 
 
@@ -116,9 +116,9 @@ def test_the_sensitivity_reading_states_each_arm_and_the_train_test_gap():
     first, second, _ = sensitivity_readings(arm, "steps")
     assert first.startswith("**The same optimizer steps** (every batch size for about 7,500 steps (1 epoch "
                             "at batch 8, 250 at 2,048))")
-    assert "falls with batch size (Spearman ρ = -0.80" in first
+    assert "falls with batch size (Spearman ρ = −0.80" in first
     # the gaps: 97 − 95.25 = +1.75 points, 93 − 93.72 = −0.72
-    assert "gap is +1.75 points at batch 8 and -0.72 at 2,048" in first
+    assert "gap is +1.75 points at batch 8 and −0.72 at 2,048" in first
     assert "rises and then falls, as the seed report describes, and every seed of the peak" in second
     assert trend_reading({"rho": 0.3, "p_value": 0.05}).startswith("shows no trend")
 

@@ -87,3 +87,9 @@ def test_nothing_to_average_or_compare_is_one_line_error():
             mean_curve(empty)
     with pytest.raises(Hw1Error, match="no values to compare: 0 against 1 runs"):
         compare_spreads(spread([]), spread([1.0]))
+
+
+def test_signed_numbers_use_a_typographic_minus():
+    from hw1lib.stats import signed
+    assert signed(-0.98) == "−0.98" and signed(0.5) == "0.50" and signed(-0.72, "+.2f") == "−0.72"
+    assert signed(1.75, "+.2f") == "+1.75"
