@@ -296,6 +296,10 @@ def train(model: dict | Callable[[], nn.Module], train_x: torch.Tensor, train_y:
     training loss is ≤ loss_threshold, or when a callback sets `state.stop`.
     Returns {"model", "history", "epochs_run", "threshold_epoch"}; history holds one entry per epoch
     of "epoch", "train_loss" [, "train_accuracy"] [, "test_loss" [, "test_accuracy"]].
+
+    The experiments train through `ensemble.train_ensemble`, several seeds at once; this plain loop
+    is the single-run reference that the tests and benchmarks hold the ensemble to, and is kept as
+    simple as a textbook loop on purpose.
     """
     check_arguments(task=task, epochs=epochs, lr=lr, weight_decay=weight_decay, momentum=momentum,
                     batch_size=batch_size, loss_threshold=loss_threshold)
