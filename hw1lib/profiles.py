@@ -20,6 +20,10 @@ NEAR_ZERO_GRADIENT = 1e-3  # "the gradient is almost zero": ‖∇L‖ below thi
 SIGNIFICANCE = 0.05  # a rank correlation counts when its two-sided permutation p-value is below this
 CLEAR_DROP = 0.05  # a loss is called lower than another only when it is lower by more than this share
                    # (TF32 evaluation and the grid's spacing leave smaller differences unread)
+LOSS_RISE = 0.01  # a step "raises the loss" when the loss grows by more than this share in that step
+CO_MOVEMENT = 0.5  # two per-step log-changes "move together" when their correlation is above this
+FAITHFUL_PLANE = 0.25  # a 2-D picture of a path is faithful when the loss at each point's projection
+                       # is within this share of the loss at the point itself
 EQUAL_SHARES = 0.9  # two PCA components whose explained variances are within this ratio define no
                     # particular plane: any rotation within their span is as good
 

@@ -11,6 +11,11 @@ from .profiles import SIGNIFICANCE
 from .stats import signed
 
 
+def _listed(words: list[str]) -> str:
+    """a, b and c"""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def _median_range(entry: dict, fmt: str = "{:.3g}") -> str:
     if entry["median"] is None:
         return "n/a"
@@ -252,7 +257,8 @@ def lowest_grid_point(plane: dict) -> str:
         return ("The trained model is the lowest point of this grid: in random directions it sits in a bowl "
                 "that rises on every side, the convex-looking picture Li et al. (2018) report for shallow nets.")
     drop = 1 - low / centre
-    where = (f"The lowest grid point, at (α, β) = ({plane['min_at'][0]:.2g}, {plane['min_at'][1]:.2g}), has loss "
+    alpha, beta = (signed(v, ".2g") for v in plane["min_at"])
+    where = (f"The lowest grid point, at (α, β) = ({alpha}, {beta}), has loss "
              f"{low:.3g}, {100 * drop:.1f} % below the trained model's")
     if drop > CLEAR_DROP:
         return where + ": even random directions still lead downhill from where training stopped."
@@ -270,3 +276,117 @@ def pca_plane_note(explained: list[float]) -> str:
     return (f" The two shares are nearly equal ({100 * explained[0]:.1f} % and {100 * explained[1]:.1f} %): "
             "the two directions are not determined, any rotation of them within their plane explains as much, "
             "so the axes of the figure carry no meaning of their own.")
+
+
+def gradient_norm_readings(summary: dict, s: dict) -> list[str]:
+    """The 1.2b paragraphs: who reached the loss threshold and with what gradient norm, the runs that
+    did not, what the largest jumps of the gradient norm do to the loss (a rise is LOSS_RISE), and how
+    the two move step by step (together above CO_MOVEMENT)."""
+    from .profiles import CO_MOVEMENT, LOSS_RISE
+    from .stats import describe_range
+    per_seed, near = summary["per_seed"], s["near_zero_gradient"]
+    reached = [p for p in per_seed if p["threshold_epoch"] is not None]
+    stalled = [p for p in per_seed if p["threshold_epoch"] is None]
+    working = [p for p in per_seed if not p["collapsed"]] or per_seed  # a collapsed net's jumps say nothing
+    lines = []
+    if reached:
+        at_stop = summary["grad_norm_at_stop"]
+        lines.append(
+            f"{len(reached)} of {summary['seeds']} seeds reached the threshold, after "
+            f"{describe_range(summary['threshold_epoch'], '{:,.0f}')} epochs, where the gradient norm was "
+            f"{describe_range(at_stop, '{:.3g}')} (the seed report: epoch ~{s['seed_report']['epoch']}, loss "
+            f"{s['seed_report']['loss']:g}, gradient norm {s['seed_report']['grad_norm']:g})."
+            + (f" Every seed's gradient norm there is at or above the near-zero cut-off {near:g} that 1.2c "
+               "uses: the loss is small while the gradient is not, so the net stops on a slope, not at a "
+               "critical point." if at_stop["min"] >= near else
+               f" On at least one seed the gradient norm there is below the near-zero cut-off {near:g}: "
+               "close to a critical point."))
+    else:
+        lines.append(f"No seed reached the threshold within {s['max_epochs']:,} epochs.")
+    if stalled:
+        def why(p):
+            if p["collapsed"]:
+                return (f" — the variance of the target ({summary['constant_output_loss']:.3g}): the net "
+                        "outputs a constant and never fitted anything")
+            if p["final_grad_norm"] < near:
+                return " — a gradient this small with the loss still high: a plateau or a near-critical point"
+            return ""
+        left_out = len(per_seed) - len(working)
+        lines.append("Not reaching it: " + "; ".join(
+            f"seed {p['seed']} ended at loss {p['final_loss']:.3g} with gradient norm "
+            f"{p['final_grad_norm']:.2g}{why(p)}" for p in stalled) + "."
+            + (f" The gradient-norm jumps below leave the collapsed seed{'s' if left_out > 1 else ''} out."
+               if left_out else ""))
+    spikes = [spike for p in working for spike in p["spikes"]]
+    if spikes:
+        lines.append(_jumps_reading(working, spikes, s, LOSS_RISE))
+    corr = summary["log_change_correlation"]
+    lines.append(
+        f"Step by step, the log-changes of the gradient norm and of the loss have a correlation of "
+        f"{describe_range(corr, '{:.2f}')} (mean [min–max] over seeds): "
+        + (f"above {CO_MOVEMENT:g} on every seed, so they move together." if corr["min"] > CO_MOVEMENT else
+           f"positive on every seed but weak (at most {CO_MOVEMENT:g} on at least one): most of the time the "
+           "gradient norm moves without the loss following." if corr["min"] > 0 else
+           "not positive on every seed: step to step, the gradient norm says little about the loss."))
+    return lines
+
+
+def _jumps_reading(working: list[dict], spikes: list[dict], s: dict, rise: float) -> str:
+    seed, biggest = max(((p["seed"], spike) for p in working for spike in p["spikes"]),
+                        key=lambda t: t[1]["grad_norm_ratio"])
+    rises = sum(spike["loss_ratio"] > 1 + rise for spike in spikes)
+    recovered = sum(spike["loss_ratio"] > 1 + rise and spike["loss_ratio_later"] < 1 for spike in spikes)
+    count, later = len(spikes), biggest["later"]
+    return (
+        f"The gradient norm is far from monotone: the largest jump, seed {seed} at iteration "
+        f"{biggest['iteration']:,}, multiplied it by {biggest['grad_norm_ratio']:.3g} in one step; the loss "
+        f"changed by {signed(100 * (biggest['loss_ratio'] - 1), '+.2g')} % in that step and stood "
+        f"{signed(100 * (biggest['loss_ratio_later'] - 1), '+.2g')} % from its value before the jump {later} "
+        f"steps after it. In {rises} of the {count} largest jumps (the {s['spikes']} largest per seed, ▼) "
+        f"the loss rose by more than {100 * rise:g} % in the same step, and in {recovered} of those it was "
+        f"below its value before the jump again {later} steps later"
+        + (": most jumps of the gradient norm are overshoots of the step (Adam at learning rate "
+           f"{s['lr']:g}) that the next steps undo." if 2 * recovered > count else
+           ": most jumps come with a rise of the loss, but it has not recovered a few steps later."
+           if 2 * rises > count else
+           ": half of the jumps come with a rise of the loss, half without." if 2 * rises == count else
+           ", so most jumps of the gradient norm come without a clear rise of the loss: the weights move "
+           "onto a steeper part of the surface while still descending."))
+
+
+def surface_readings(random_plane: dict, pca_plane: dict, last_step: tuple[float, float]) -> list[str]:
+    """The error-surface paragraphs: the random plane's rings around the trained model, and whether the
+    PCA plane pictures the path faithfully (every projection's loss within FAITHFUL_PLANE of the
+    path's). `last_step`: the path's last step in the plane's coordinates, towards the trained model."""
+    from .profiles import FAITHFUL_PLANE
+    rings, centre = random_plane["ring_median_loss"], random_plane["centre_loss"]
+    path = pca_plane["path"]
+    path_loss, plane_loss = np.asarray(path["loss"], dtype=float), np.asarray(path["plane_loss"], dtype=float)
+    gap = np.abs(plane_loss - path_loss) / path_loss
+    random_text = (
+        f"The trained model has training loss {centre:.3g} (accuracy "
+        f"{100 * random_plane['centre_accuracy']:.2f} %) on these images. **Random plane:** the median loss "
+        f"on the grid points at distance " + _listed(list(rings)) + " from it is "
+        + ", ".join(f"{v:.3g}" for v in rings.values())
+        + " (" + ", ".join(f"×{v / centre:.2g}" for v in rings.values()) + "); the highest grid point "
+        f"reaches {random_plane['max_loss']:.3g}. " + lowest_grid_point(random_plane))
+    if pca_plane["min_loss"] >= centre:
+        lowest = "No grid point is lower than the end point: the run ended at the bottom of this plane."
+    else:
+        ahead = float(np.dot(pca_plane["min_at"], last_step)) > 0
+        lowest = (f"The lowest grid point, loss {pca_plane['min_loss']:.3g} at (α, β) = "
+                  f"({signed(pca_plane['min_at'][0], '.3g')}, {signed(pca_plane['min_at'][1], '.3g')}), lies "
+                  + ("beyond the end point in the direction the run was travelling: training stopped on a "
+                     "slope that keeps descending, not at the bottom of a basin." if ahead else
+                     "away from the direction of travel."))
+    pca_text = (
+        f"**PCA plane:** two directions hold {100 * pca_plane['in_plane_share']:.1f} % of the path's "
+        f"variance, and the loss at each path point's projection on the plane differs from the loss at the "
+        f"point itself by at most {100 * gap.max():.0f} % (median {100 * np.median(gap):.1f} %)"
+        + (f", within {100 * FAITHFUL_PLANE:g} % everywhere, so the drawn path is a faithful picture of the run"
+           if gap.max() < FAITHFUL_PLANE else
+           f", more than {100 * FAITHFUL_PLANE:g} % somewhere: the plane leaves out enough of the path that its "
+           "colours are only a rough guide")
+        + f". Along the path the loss goes from {path_loss[0]:.3g} at initialization to {path_loss[1]:.3g} "
+        f"after {path['epochs'][1]} epochs and {path_loss[-1]:.3g} at the end. " + lowest)
+    return [random_text, pca_text]

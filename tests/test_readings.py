@@ -162,3 +162,82 @@ def test_nearly_equal_pca_shares_are_called_arbitrary():
     assert "any rotation of them" in pca_plane_note([0.135, 0.135])
     assert pca_plane_note([0.40, 0.20]) == ""
     assert pca_plane_note([0.20, 0.179]) == ""  # ratio 0.895, below 0.9
+
+
+# 1.2b and the error surface, on hand-made summaries
+
+from hw1lib.stats import spread  # noqa: E402
+
+
+def spike(ratio, loss_ratio, later_ratio, iteration=100):
+    return {"grad_norm_ratio": ratio, "loss_ratio": loss_ratio, "loss_ratio_later": later_ratio,
+            "iteration": iteration, "later": 5}
+
+
+def gradnorm_summary(spikes, corr_min, collapsed_seed=False):
+    per_seed = [{"seed": 0, "threshold_epoch": 900, "collapsed": False, "final_loss": 1e-3,
+                 "final_grad_norm": 0.05, "spikes": spikes}]
+    if collapsed_seed:  # its one jump is the largest of all, and must not be read
+        per_seed.append({"seed": 1, "threshold_epoch": None, "collapsed": True, "final_loss": 0.3,
+                         "final_grad_norm": 1e-5, "spikes": [spike(1e6, 2.0, 2.0, iteration=7)]})
+    return {"per_seed": per_seed, "seeds": len(per_seed), "constant_output_loss": 0.3,
+            "threshold_epoch": spread([900]), "grad_norm_at_stop": spread([0.05]),
+            "log_change_correlation": spread([corr_min, corr_min + 0.2])}
+
+
+GN_SETTINGS = {"near_zero_gradient": 1e-3, "max_epochs": 4000, "spikes": 4, "lr": 1e-3,
+               "seed_report": {"epoch": 1000, "loss": 1e-3, "grad_norm": 0.05}}
+
+
+def test_a_jump_raises_the_loss_only_beyond_the_named_share():
+    from hw1lib.readings import gradient_norm_readings
+    # exactly +1 %: not a rise; the three clear rises all recover, so overshoots are the majority
+    spikes = [spike(9.0, 1.02, 0.99), spike(5.0, 1.5, 0.9), spike(4.0, 1.03, 0.98), spike(3.0, 1.01, 1.2)]
+    lines = gradient_norm_readings(gradnorm_summary(spikes, 0.6), GN_SETTINGS)
+    jumps = lines[1]
+    assert "In 3 of the 4 largest jumps" in jumps and "the loss rose by more than 1 %" in jumps
+    assert "in 3 of those it was below its value before the jump again 5 steps later" in jumps
+    assert "overshoots of the step" in jumps
+    assert "multiplied it by 9 in one step" in jumps and "+2 %" in jumps
+    assert "at or above the near-zero cut-off 0.001" in lines[0]  # 0.05 at the stop
+    assert "so they move together" in lines[2]
+
+
+def test_the_jumps_leave_a_collapsed_net_out_and_a_weak_correlation_is_called_weak():
+    from hw1lib.readings import gradient_norm_readings
+    spikes = [spike(9.0, 1.001, 1.0), spike(5.0, 0.99, 0.9)]  # no rise: the slope story
+    lines = gradient_norm_readings(gradnorm_summary(spikes, 0.5, collapsed_seed=True), GN_SETTINGS)
+    stalled, jumps, corr = lines[1], lines[2], lines[3]
+    assert "seed 1 ended at loss 0.3" in stalled and "outputs a constant" in stalled
+    assert "leave the collapsed seed out" in stalled
+    assert "seed 0 at iteration 100" in jumps and "1e+06" not in jumps
+    assert "In 0 of the 2 largest jumps" in jumps and "without a clear rise of the loss" in jumps
+    assert "positive on every seed but weak" in corr  # 0.5 is not above CO_MOVEMENT
+
+
+def surface(gap_max, min_loss, min_at):
+    path_loss = [2.0, 0.5, 0.1]
+    plane_loss = [2.0, 0.5, 0.1 * (1 + gap_max)]
+    random_plane = {"ring_median_loss": {"0.25": 0.2, "0.5": 0.4, "1.0": 1.0}, "centre_loss": 0.1,
+                    "centre_accuracy": 0.99, "max_loss": 3.0, "min_loss": 0.1, "min_at": [0.0, 0.0]}
+    pca_plane = {"path": {"loss": path_loss, "plane_loss": plane_loss, "epochs": [0, 10, 100]},
+                 "in_plane_share": 0.9, "min_loss": min_loss, "min_at": min_at}
+    return random_plane, pca_plane
+
+
+def test_the_pca_picture_is_faithful_only_within_the_named_share():
+    from hw1lib.readings import surface_readings
+    random_text, pca_text = surface_readings(*surface(0.24, 0.2, [0.0, 0.0]), last_step=(1.0, 0.0))
+    assert "distance 0.25, 0.5 and 1.0 from it is 0.2, 0.4, 1 (×2, ×4, ×10)" in random_text
+    assert "at most 24 %" in pca_text and "faithful picture" in pca_text
+    assert "No grid point is lower than the end point" in pca_text
+    _, pca_text = surface_readings(*surface(0.3, 0.2, [0.0, 0.0]), last_step=(1.0, 0.0))
+    assert "at most 30 %" in pca_text and "only a rough guide" in pca_text
+
+
+def test_the_lowest_point_is_ahead_only_along_the_last_step():
+    from hw1lib.readings import surface_readings
+    _, ahead = surface_readings(*surface(0.1, 0.05, [0.3, 0.1]), last_step=(1.0, 0.0))
+    _, behind = surface_readings(*surface(0.1, 0.05, [-0.3, 0.1]), last_step=(1.0, 0.0))
+    assert "beyond the end point in the direction the run was travelling" in ahead
+    assert "away from the direction of travel" in behind
