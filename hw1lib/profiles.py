@@ -24,6 +24,13 @@ LOSS_RISE = 0.01  # a step "raises the loss" when the loss grows by more than th
 CO_MOVEMENT = 0.5  # two per-step log-changes "move together" when their correlation is above this
 FAITHFUL_PLANE = 0.25  # a 2-D picture of a path is faithful when the loss at each point's projection
                        # is within this share of the loss at the point itself
+RUNS_APART = 0.5  # runs keep to regions of their own when more than this share of the PCA variance
+                  # of their recorded weights lies between runs rather than along them
+CHANCE_COSINE = 3  # two displacements are "as orthogonal as chance" when |cos| < this × 1/√P, the
+                   # spread of the cosine of two random directions in P dimensions
+SHARED_DIRECTION = 0.2  # beyond chance but |cos| below this: a small shared part of the movement
+NEAR_CHANCE = 0.02  # a test accuracy within 2 points above guessing counts as at chance
+NEAR_WIDTH = 2  # a peak is "near" the interpolation threshold within this factor of its parameters
 EQUAL_SHARES = 0.9  # two PCA components whose explained variances are within this ratio define no
                     # particular plane: any rotation within their span is as good
 

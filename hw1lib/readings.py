@@ -390,3 +390,309 @@ def surface_readings(random_plane: dict, pca_plane: dict, last_step: tuple[float
         + f". Along the path the loss goes from {path_loss[0]:.3g} at initialization to {path_loss[1]:.3g} "
         f"after {path['epochs'][1]} epochs and {path_loss[-1]:.3g} at the end. " + lowest)
     return [random_text, pca_text]
+
+
+def _mean_range(d: dict, fmt: str = "{:.3g}") -> str:
+    return f"{fmt.format(d['mean'])} [{fmt.format(d['min'])}–{fmt.format(d['max'])}]"
+
+
+def pca_readings(summary: dict, s: dict) -> list[str]:
+    """The 1.2a paragraphs: accuracy beside the seed report's, whether the runs keep to regions of their
+    own (RUNS_APART), whether they move in separate directions (CHANCE_COSINE, SHARED_DIRECTION), and
+    whether the single layer agrees."""
+    from .profiles import CHANCE_COSINE, RUNS_APART, SHARED_DIRECTION
+    from .stats import describe_range
+    table = pd.DataFrame(summary["table"])
+    whole, layer = summary["model"], summary["layer"]
+    first_seed, last_seed = s["seed_report"]["first"], s["seed_report"]["last"]
+    first_epoch = int(table["epoch"].min())
+    first_accuracy = table.loc[table["epoch"] == first_epoch, "train_accuracy"].mean()
+    apart = whole["between_run_share"] > RUNS_APART
+    dist = whole["distance_between_runs"]
+    lines = [
+        f"Training accuracy after {first_epoch} epochs is {first_accuracy:.2f} % (mean over runs; the seed "
+        f"report: {first_seed[1]} % after {first_seed[0]}), and at the last recorded point "
+        f"{describe_range(summary['final_train_accuracy'], '{:.2f}')} % (the seed report: {last_seed[1]} % "
+        f"after {last_seed[0]} epochs on all 60,000 images).",
+        f"**Do the runs share a region?** {'No' if apart else 'Yes'}. The two components explain "
+        f"{100 * whole['explained_variance'][0]:.1f} % and {100 * whole['explained_variance'][1]:.1f} % of the "
+        f"variance of the recorded points.{pca_plane_note(whole['explained_variance'])} Of that variance, "
+        f"{100 * whole['between_run_share']:.1f} % lies between runs (which run a point belongs to) rather "
+        f"than along a run"
+        + (f", more than {100 * RUNS_APART:g} %: each run keeps to its own place, and the upper plane mostly "
+           "tells runs apart (the lower one removes each run's mean to show how the runs move). " if apart else
+           f", at most {100 * RUNS_APART:g} %: the runs overlap, and the plane mostly shows their common "
+           "movement. ")
+        + f"Two runs' weights are {_mean_range(dist['initial'])} apart (Euclidean) at initialization and "
+        f"{_mean_range(dist['last_point'])} at the last point: the runs "
+        + ("move further apart" if dist["last_point"]["mean"] > dist["initial"]["mean"] else "move closer together")
+        + f" while each run's weight norm goes from {whole['weight_norm']['initial']['mean']:.3g} to "
+        f"{whole['weight_norm']['last_point']['mean']:.3g}."]
+    cosine = whole["displacement_cosine"]
+    if cosine is not None:
+        chance = 1 / np.sqrt(whole["params"])  # the spread of the cosine of two random directions
+        c = abs(cosine["mean"])
+        answer = "Yes" if c < CHANCE_COSINE * chance else "Mostly" if c < SHARED_DIRECTION else "Partly"
+        lines.append(
+            f"**Do they move in separate directions?** {answer}: each run travels "
+            f"{_mean_range(whole['path_length'])} along its path and ends {_mean_range(whole['displacement'])} "
+            f"from where it started, and the cosine between two runs' displacements is "
+            f"{signed(cosine['mean'], '.3f')} [{signed(cosine['min'], '.3f')}–{signed(cosine['max'], '.3f')}], "
+            f"against about ±{chance:.4f} for two random directions in {whole['params']:,} dimensions"
+            + {"Yes": f": within {CHANCE_COSINE:g}× that, as orthogonal as chance, so the runs share no "
+                      "direction of movement.",
+               "Mostly": f": close to orthogonal (below {SHARED_DIRECTION:g}), but beyond chance, so a small part "
+                         "of every run's movement is shared by all runs.",
+               "Partly": f": {SHARED_DIRECTION:g} or more, so a direction shared by all runs is a large part "
+                         "of each run's movement."}[answer])
+    layer_apart = layer["between_run_share"] > RUNS_APART
+    layer_cosine = layer["displacement_cosine"]
+    lines.append(
+        f"The {s['layer_label']} gives {'the same' if layer_apart == apart else 'a different'} picture: "
+        f"{100 * layer['between_run_share']:.1f} % of the variance between runs, distances between runs "
+        f"{layer['distance_between_runs']['initial']['mean']:.3g} at initialization and "
+        f"{layer['distance_between_runs']['last_point']['mean']:.3g} at the end"
+        + (f", displacement cosines {signed(layer_cosine['mean'], '.3f')} [{signed(layer_cosine['min'], '.3f')}–"
+           f"{signed(layer_cosine['max'], '.3f')}]" if layer_cosine is not None else "") + "."
+        + (" Runs from different seeds reach about the same accuracy at different points of weight space "
+           "(permuting the hidden units of one solution alone gives many equivalent ones), which is why a "
+           "shared PCA shows separate tracks rather than one basin." if apart and layer_apart else ""))
+    return lines
+
+
+def random_label_readings(summary: dict, s: dict) -> list[str]:
+    """The 1.3a paragraphs: where random and true labels end, when each memorizes, and whether random
+    labels are memorized more slowly while the test accuracy stays at chance (within NEAR_CHANCE)."""
+    from .profiles import NEAR_CHANCE
+    from .stats import describe_range, describe_time_difference, scaled, spread
+    t_rand, t_true, sr = summary["table"]["random"], summary["table"]["true"], s["seed_report"]
+    target = f"{100 * s['memorized_accuracy']:.0f} % training accuracy"
+
+    def pct(d):
+        return describe_range(scaled(d, 100), "{:.2f}")
+
+    def reached(t):
+        if not t["reached"]:
+            return f"No run reached {target} within {s['epochs']:,} epochs."
+        epochs = [e for e in t["memorized_epochs"] if e is not None]
+        return (f"{target.capitalize()} was first reached at epoch {describe_range(spread(epochs), '{:,.0f}')} "
+                f"({len(epochs)} of {t['seeds']} seeds).")
+    lines = [
+        f"**Random labels.** After {s['epochs']:,} epochs the training loss is "
+        f"{describe_range(t_rand['train_loss'])} and the training accuracy {pct(t_rand['train_accuracy'])} %, "
+        f"while the test loss is {describe_range(t_rand['test_loss'])} and the test accuracy "
+        f"{pct(t_rand['test_accuracy'])} %, against {100 * summary['chance_accuracy']:.0f} % for guessing (the "
+        f"seed report, after {sr['epochs']:,} epochs on all 60,000: train loss {sr['train_loss']:g}, test loss "
+        f"{sr['test_loss']:g}, test accuracy {sr['test_accuracy']:g} %). " + reached(t_rand)
+        + (" The net memorized labels that carry no information." if t_rand["reached"] == t_rand["seeds"] else
+           "" if t_rand["reached"] else " The net did not memorize them within this budget."),
+        f"**True labels.** {reached(t_true)} In the end train {pct(t_true['train_accuracy'])} %, test "
+        f"{pct(t_true['test_accuracy'])} %."]
+    timing = describe_time_difference("the true labels", t_true["memorized_epochs"], "the random labels",
+                                      t_rand["memorized_epochs"], s["epochs"]).replace("the threshold", target)
+    timing = timing[0].upper() + timing[1:]
+    speed = summary["true_vs_random_speed"]
+    at_chance = t_rand["test_accuracy"]["max"] < summary["chance_accuracy"] + NEAR_CHANCE
+    if speed["separated"] and speed["faster"] == "a" and t_rand["reached"] == t_rand["seeds"] and at_chance:
+        lines.append("**Memorizing random labels is slower.** " + timing + " "
+                     + memorization_speed(summary["table"]))
+    else:
+        lines.append("**Speed.** " + timing)
+    return lines
+
+
+def params_readings(table: list[dict], best_width: int) -> list[str]:
+    """The 1.3b paragraphs: test accuracy from the smallest to the largest model, and whether the test
+    loss keeps falling with more parameters (its minimum against the largest model, by seed ranges)."""
+    from .stats import describe_range, scaled, separated
+    smallest, largest = table[0], table[-1]
+    best = next(r for r in table if r["width"] == best_width)
+    means = [r["test_loss"]["mean"] for r in table]
+    falls = sum(b < a for a, b in zip(means, means[1:]))
+    lowest = min(table, key=lambda r: r["test_loss"]["mean"])
+    apart = separated(smallest["test_accuracy"], largest["test_accuracy"])
+
+    def pct(d):
+        return describe_range(scaled(d, 100), "{:.2f}")
+    return [
+        f"Test accuracy goes from {pct(smallest['test_accuracy'])} % at {smallest['params']:,} parameters to "
+        f"{pct(largest['test_accuracy'])} % at {largest['params']:,}; the best mean is "
+        f"{100 * best['test_accuracy']['mean']:.2f} % at h = {best['width']} ({best['params']:,} parameters). "
+        "Between the smallest and the largest model the difference in test accuracy is "
+        + ("larger than the seed spread (the ranges do not overlap)." if apart else
+           "within the seed spread (the ranges overlap)." if apart is False else
+           "not judged: a single seed has no spread."),
+        f"Training loss falls from {describe_range(smallest['train_loss'])} to "
+        f"{describe_range(largest['train_loss'])}. Test loss falls in {falls} of the {len(table) - 1} steps to "
+        "the next width; "
+        + (f"it is lowest at the largest width, h = {largest['width']} ({describe_range(largest['test_loss'])}), "
+           if lowest is largest else
+           f"it is lowest at h = {lowest['width']} ({describe_range(lowest['test_loss'])}) and "
+           f"{describe_range(largest['test_loss'])} at the largest width, ")
+        + f"where the gap between test and train loss is {describe_range(largest['gap_loss'])} (at the "
+        f"smallest width: {describe_range(smallest['gap_loss'])}). "
+        + ("So more parameters keep lowering the test loss here, as the seed report says." if lowest is largest
+           else "So the test loss does not keep falling with more parameters, unlike the seed report's reading: "
+           "beyond its minimum it rises again by more than the seed spread."
+           if separated(lowest["test_loss"], largest["test_loss"]) else
+           "Its lowest mean is not at the largest width, but the difference to the largest is within the "
+           "seed spread.")]
+
+
+def _peaks_reading(dd: dict, metric: str, name: str, fmt) -> str:
+    peaks = dd[f"{metric}_peaks"]
+    if not peaks:
+        return f"The mean {name} has no interior peak: it never rises and then falls again to the widest net."
+    p = max(peaks, key=lambda q: q["value"] - q["valley"])  # the largest rise
+    others = len(peaks) - 1
+    rise = (f"rises from {fmt(p['valley'])} at h = {p['valley_width']} (its lowest among the narrower nets) "
+            f"to {fmt(p['value'])} at h = {p['width']} ({p['params']:,} parameters) and falls to "
+            f"{fmt(p['at_largest'])} at the widest net")
+    return (f"The mean {name} {rise}: every seed of that peak is above every seed of both, a peak beyond seed "
+            "noise." if p["beyond_seed_spread"] else
+            f"The mean {name} has no peak beyond seed noise: its largest rise, where it {rise}, is within the "
+            "seeds' ranges.") + (
+        f" ({others} smaller rise{'s' if others > 1 else ''} of the same kind elsewhere in the sweep.)"
+        if others else "")
+
+
+def interpolation_sweep_readings(dd: dict, interpolated: float) -> list[str]:
+    """The noisy-label sweep's paragraphs: where the nets start to fit every label, the peaks of test
+    error and test loss, and whether a peak beyond seed noise lies near that width (NEAR_WIDTH)."""
+    from .profiles import NEAR_WIDTH
+    first = dd["first_interpolating_params"]
+    interp = (f"The narrowest width whose every seed fits ≥ {100 * interpolated:.1f} % of the noisy training "
+              f"labels is h = {dd['first_interpolating_width']} ({first:,} parameters; samples × classes = "
+              f"{dd['threshold_params']:,})." if dd["first_interpolating_width"] else
+              f"No width fitted ≥ {100 * interpolated:.1f} % of the noisy training labels on every seed.")
+
+    def near(peaks):
+        return ("near" if first is not None and any(first / NEAR_WIDTH <= p["params"] <= NEAR_WIDTH * first
+                                                    for p in peaks) else "away from")
+    clear_error = [p for p in dd["test_error_peaks"] if p["beyond_seed_spread"]]
+    clear_loss = [p for p in dd["test_loss_peaks"] if p["beyond_seed_spread"]]
+    return [
+        (interp + " " + after_interpolation(dd)).strip(),
+        _peaks_reading(dd, "test_error", "test error", lambda v: f"{100 * v:.1f} %"),
+        _peaks_reading(dd, "test_loss", "test loss", lambda v: f"{v:.3g}"),
+        "So the data "
+        + (f"show double descent in the test error, with its peak {near(clear_error)} the width where the "
+           "nets start to fit every label" if clear_error else "show no peak of the test error beyond seed noise")
+        + (", and the test loss, which also grows with confident mistakes on the test set, peaks beyond seed "
+           f"noise {near(clear_loss)} that width (within a factor {NEAR_WIDTH:g} of its parameters counts as "
+           "near)." if clear_loss else ".")]
+
+
+# 1.1
+
+def _labels(s: dict) -> dict[str, str]:
+    return {r: m["label"] for r, m in s["models"].items()}
+
+
+def _collapse_note(row: dict, name: str) -> str:
+    dead = row["collapsed_seeds"]
+    many = len(dead) > 1
+    return (f"{name[0].upper() + name[1:]}: seed{'s' if many else ''} {', '.join(map(str, dead))} never left a "
+            f"constant output: {'their' if many else 'its'} loss stayed at the target's variance "
+            f"({row['constant_output_loss']:.3g}), the loss of always predicting the mean. Such a run counts as "
+            "never reaching the threshold, so it alone can make two nets' epoch ranges overlap.")
+
+
+def function_fit_readings(summary: dict, s: dict) -> str:
+    """The 1.1a paragraph, one bullet per target: seeds that reached the threshold, collapsed seeds, every
+    pair's speed (epochs to the threshold, never-reached runs censored) and, where no seed of either net
+    stopped early, its final loss."""
+    from .labels import TARGET_FORMULAS
+    from .stats import describe_difference, describe_time_difference
+    label, limit, table = _labels(s), s["max_epochs"], summary["table"]
+    bullets = []
+    for function in s["functions"]:
+        t = table[function]
+        reached = ", ".join(f"{label[r]} {t[r]['reached']}/{t[r]['seeds']}" for r in label)
+        sentences = [f"Seeds that reached the threshold: {reached}."]
+        sentences += [_collapse_note(t[r], label[r]) for r in label if t[r]["collapsed_seeds"]]
+        comparisons = summary["comparisons"][function]
+        sentences += [describe_time_difference(label[c["a"]], t[c["a"]]["threshold_epochs"], label[c["b"]],
+                                               t[c["b"]]["threshold_epochs"], limit)
+                      for c in comparisons if c["speed"]["reached"]]
+        at_budget = [describe_difference(label[c["a"]], t[c["a"]]["final_loss"], label[c["b"]],
+                                         t[c["b"]]["final_loss"]) for c in comparisons if c["final_loss"] is not None]
+        if at_budget:
+            sentences.append(f"Final loss where no seed stopped early, after all {limit:,} epochs: "
+                             + " ".join(at_budget))
+        bullets.append(f"- **${TARGET_FORMULAS[function]}$**: " + " ".join(sentences))
+    chance = (f"\n\nA difference is claimed only when every seed of one net beats every seed of the other. With "
+              f"{s['seeds']} seeds each, two equally good nets would still come out that way, one way or the "
+              f"other, with probability {summary['false_separation_chance']} in each comparison."
+              if s["seeds"] > 1 else "\n\nWith a single seed per net there is no spread, so no difference is claimed.")
+    return ("**What the runs show.** Speed is compared on epochs to the threshold, a run that never reached it "
+            "counting as slower than every run that did; final losses are compared only where no seed of either "
+            "net stopped early (a stopped run's loss is capped at the threshold).\n\n" + "\n".join(bullets) + chance)
+
+
+def comparison_claim(comparison: dict, names: dict[str, str], measure: str) -> str:
+    """'<winner> faster|better in <measure> than <loser> on every seed', or why no difference is claimed.
+    `comparison` is a stats.compare_spreads or compare_time_to_threshold result with "a" and "b" added."""
+    a, b = comparison["a"], comparison["b"]
+    if comparison.get("reached") is False:
+        return f"neither {names[a]} nor {names[b]} reached the threshold"
+    if comparison["separated"] is None:
+        return f"{names[a]} vs {names[b]}: undecided (a single seed has no spread)"
+    if not comparison["separated"]:
+        return f"{names[a]} vs {names[b]}: no difference in {measure} beyond seed noise"
+    timed = "faster" in comparison
+    winner, loser = (a, b) if comparison["faster" if timed else "better"] == "a" else (b, a)
+    return f"{names[winner]} {'faster' if timed else 'better'} in {measure} than {names[loser]} on every seed"
+
+
+def deep_vs_shallow_conclusion(fit: dict, s_fit: dict, cnn: dict, s_cnn: dict, profile: str) -> str:
+    """Section 1.1's conclusion: deep against shallow on each target (speed, and final loss where both
+    ran the whole budget), and every CNN pair on test accuracy."""
+    from .labels import TARGET_FORMULAS
+    label, cnn_label = _labels(s_fit), _labels(s_cnn)
+    fit_claims = []
+    for function in s_fit["functions"]:
+        c = next(c for c in fit["comparisons"][function] if (c["a"], c["b"]) == ("deep", "shallow"))
+        text = comparison_claim({"a": "deep", "b": "shallow", **c["speed"]}, label, "epochs to the threshold")
+        if c["final_loss"] is not None:
+            text += "; " + comparison_claim({"a": "deep", "b": "shallow", **c["final_loss"]}, label, "final loss")
+        fit_claims.append(f"on ${TARGET_FORMULAS[function]}$: {text}")
+    cnn_claims = [comparison_claim(c, cnn_label, "test accuracy") for c in cnn["comparisons"]]
+    return ("### Conclusion\n\n"
+            f"Deep against shallow at equal parameter count ({s_fit['seeds']} seeds, at most {s_fit['max_epochs']:,} "
+            "epochs): " + "; ".join(fit_claims) + ". "
+            f"On MNIST after {s_cnn['epochs']} epochs ({s_cnn['seeds']} seeds): " + "; ".join(cnn_claims) + ". "
+            "A verdict compares whole ranges over seeds: a difference is claimed only when every seed agrees."
+            + ("" if profile == "full" else " This profile trains for less than the `full` one, whose verdicts may "
+               "differ."))
+
+
+def cnn_setup(summary: dict, s: dict) -> str:
+    """1.1b's set-up paragraph: the shared trunk, the dense layers, training and the parameter counts."""
+    import json
+
+    from . import Hw1Error
+    from .train import describe_weight_decay
+    specs, table, label = list(s["models"].values()), summary["table"], _labels(s)
+
+    def shared(key):  # a setting all CNNs share, stated once
+        values = {json.dumps(m[key]) for m in specs}
+        if len(values) != 1:
+            raise Hw1Error(f"the CNNs differ in {key}: {sorted(values)}")
+        return specs[0][key]
+    channels, kernel, dropout = shared("channels"), shared("kernel_size"), shared("dropout")
+    counts = [table[r]["params"] for r in label]
+    return (
+        f"Three CNNs share the same convolutional trunk ({len(channels)} convolutions with "
+        f"{' and '.join(map(str, channels))} channels and kernel {kernel}, each followed by ReLU and 2×2 "
+        "max-pooling) and differ in the dense layers that follow: "
+        + ", ".join(f"{table[r]['dense_layers']}" for r in label)
+        + f" of them, with widths chosen so that all three have about the same number of parameters. Dropout "
+        f"{dropout:g}, cross-entropy, {s['optimizer'].capitalize()} with learning rate {s['lr']:g}, batch "
+        f"{s['batch_size']}. {describe_weight_decay(s['optimizer'], s['weight_decay'])}\n\n"
+        f"Trained on {summary['train_size']:,} training images for {s['epochs']} epochs, {s['seeds']} seeds per "
+        f"model, on {summary['device']}. Training loss and accuracy are measured on those "
+        f"{summary['train_size']:,} images after each epoch with dropout off; test numbers on all "
+        f"{summary['test_size']:,} MNIST test images, which the seed report did not evaluate. Parameter counts: "
+        + ", ".join(f"{label[r]}: {table[r]['params']:,}" for r in label)
+        + f" (the largest is {100 * (max(counts) / min(counts) - 1):.2f} % above the smallest).")

@@ -241,3 +241,216 @@ def test_the_lowest_point_is_ahead_only_along_the_last_step():
     _, behind = surface_readings(*surface(0.1, 0.05, [-0.3, 0.1]), last_step=(1.0, 0.0))
     assert "beyond the end point in the direction the run was travelling" in ahead
     assert "away from the direction of travel" in behind
+
+
+# 1.2a, 1.3a and 1.3b, on hand-made summaries
+
+def mr(mean, lo=None, hi=None):
+    return {"n": 3, "mean": mean, "std": 0.0, "min": mean if lo is None else lo, "max": mean if hi is None else hi}
+
+
+def pca_part(between, cosine, params=10_000, explained=(0.4, 0.2)):
+    return {"explained_variance": list(explained), "between_run_share": between, "params": params,
+            "distance_between_runs": {"initial": mr(10.0), "last_point": mr(12.0)},
+            "weight_norm": {"initial": mr(7.0), "last_point": mr(9.0)},
+            "displacement_cosine": None if cosine is None else mr(cosine, cosine - 0.001, cosine + 0.001),
+            "path_length": mr(30.0), "displacement": mr(8.0)}
+
+
+PCA_SETTINGS = {"seed_report": {"first": (3, 90), "last": (30, 98)}, "layer_label": "first layer"}
+
+
+def pca_summary(between, cosine, layer_between=None, params=10_000):
+    return {"table": [{"epoch": 3, "train_accuracy": 91.0}, {"epoch": 3, "train_accuracy": 93.0},
+                      {"epoch": 6, "train_accuracy": 97.0}],
+            "final_train_accuracy": mr(97.0, 96.5, 97.5), "model": pca_part(between, cosine, params),
+            "layer": pca_part(between if layer_between is None else layer_between, None)}
+
+
+@pytest.mark.parametrize("between, answer", [(0.51, "No"), (0.5, "Yes")])  # exactly RUNS_APART is not apart
+def test_runs_apart_only_beyond_the_named_share(between, answer):
+    from hw1lib.readings import pca_readings
+    first, share, _, layer = pca_readings(pca_summary(between, 0.0), PCA_SETTINGS)
+    assert "after 3 epochs is 92.00 %" in first  # the mean of the two runs at the first epoch, not the last
+    assert share.startswith(f"**Do the runs share a region?** {answer}.")
+    assert "move further apart" in share and "from 7 to 9" in share
+    assert "gives the same picture" in layer
+
+
+@pytest.mark.parametrize("cosine, answer", [
+    (0.029, "Yes"),     # chance spread 1/√10,000 = 0.01; 3× that is 0.03
+    (-0.031, "Mostly"),  # the sign does not matter, only |cos|
+    (0.19, "Mostly"),
+    (0.2, "Partly"),     # SHARED_DIRECTION itself is not below it
+])
+def test_directions_are_judged_against_the_chance_cosine(cosine, answer):
+    from hw1lib.readings import pca_readings
+    moves = pca_readings(pca_summary(0.9, cosine), PCA_SETTINGS)[2]
+    assert moves.startswith(f"**Do they move in separate directions?** {answer}:")
+    assert "±0.0100 for two random directions in 10,000 dimensions" in moves
+
+
+def test_a_layer_that_disagrees_is_said_to_disagree():
+    from hw1lib.readings import pca_readings
+    layer = pca_readings(pca_summary(0.9, 0.0, layer_between=0.3), PCA_SETTINGS)[-1]
+    assert "gives a different picture: 30.0 % of the variance between runs" in layer
+    assert "separate tracks" not in layer
+
+
+def label_arm(train_acc, test_acc, epochs):
+    reached = sum(e is not None for e in epochs)
+    return {"train_loss": mr(0.01), "train_accuracy": mr(train_acc), "test_loss": mr(3.0),
+            "test_accuracy": mr(test_acc, test_acc - 0.005, test_acc + 0.005), "memorized_epochs": epochs,
+            "reached": reached, "seeds": len(epochs)}
+
+
+LABEL_SETTINGS = {"memorized_accuracy": 0.99, "epochs": 1000,
+                  "seed_report": {"epochs": 500, "train_loss": 0.01, "test_loss": 5.0, "test_accuracy": 10.0}}
+
+
+def label_summary(random_test, random_epochs):
+    from hw1lib.stats import compare_time_to_threshold
+    true_epochs = [4, 5, 6]
+    return {"chance_accuracy": 0.1, "table": {"random": label_arm(0.995, random_test, random_epochs),
+                                              "true": label_arm(0.999, 0.98, true_epochs)},
+            "true_vs_random_speed": compare_time_to_threshold(true_epochs, random_epochs, 1000)}
+
+
+def test_random_labels_are_called_slower_only_at_chance_and_memorized_on_every_seed():
+    from hw1lib.readings import random_label_readings
+    lines = random_label_readings(label_summary(0.11, [200, 240, 280]), LABEL_SETTINGS)
+    assert lines[-1].startswith("**Memorizing random labels is slower.** The true labels reached 99 % training "
+                                "accuracy sooner")
+    assert "Here random labels took 48× the epochs of true ones" in lines[-1]  # 240 / 5
+    assert "first reached at epoch 240 [200–280] (3 of 3 seeds)" in lines[0]
+    assert "The net memorized labels that carry no information." in lines[0]
+    # the best seed 2.05 points above chance: not at chance any more
+    off = random_label_readings(label_summary(0.1155, [200, 240, 280]), LABEL_SETTINGS)
+    assert off[-1].startswith("**Speed.** The true labels reached")
+    # one seed that never memorized: not "on every seed"
+    partial = random_label_readings(label_summary(0.11, [200, 240, None]), LABEL_SETTINGS)
+    assert partial[-1].startswith("**Speed.**") and "(2 of 3 seeds)" in partial[0]
+
+
+def width_row(width, params, test_acc, test_loss, lo=None, hi=None):
+    return {"width": width, "params": params, "test_accuracy": mr(test_acc, test_acc - 0.002, test_acc + 0.002),
+            "test_loss": mr(test_loss, test_loss - 0.01 if lo is None else lo, test_loss + 0.01 if hi is None else hi),
+            "train_loss": mr(0.5 / width), "gap_loss": mr(0.1)}
+
+
+def test_the_params_reading_finds_the_minimum_and_judges_it_against_the_largest():
+    from hw1lib.readings import params_readings
+    table = [width_row(4, 3_000, 0.80, 0.60), width_row(16, 12_000, 0.90, 0.30), width_row(64, 50_000, 0.92, 0.35)]
+    accuracy, loss = params_readings(table, best_width=64)
+    assert "from 80.00 [79.80–80.20] % at 3,000 parameters to 92.00 [91.80–92.20] % at 50,000" in accuracy
+    assert "larger than the seed spread" in accuracy
+    assert "Test loss falls in 1 of the 2 steps" in loss
+    assert "lowest at h = 16" in loss and "rises again by more than the seed spread" in loss
+    table[2] = width_row(64, 50_000, 0.92, 0.315)  # 0.305–0.325 overlaps 0.29–0.31
+    assert "within the seed spread" in params_readings(table, best_width=64)[1]
+    table[2] = width_row(64, 50_000, 0.92, 0.25)
+    assert "lowest at the largest width, h = 64" in params_readings(table, best_width=64)[1]
+
+
+def sweep(first_params, peak_params, beyond=True):
+    peak = {"value": 0.4, "valley": 0.3, "valley_width": 4, "width": 8, "params": peak_params,
+            "at_largest": 0.2, "beyond_seed_spread": beyond}
+    small = {**peak, "value": 0.35, "valley": 0.33, "width": 32, "params": 10 * peak_params}
+    return {"first_interpolating_width": 8 if first_params else None, "first_interpolating_params": first_params,
+            "threshold_params": 40_000, "table": [{"width": 64, "test_error": mr(0.2)}], "test_error_peaks": [small, peak],
+            "test_loss_peaks": [peak]}
+
+
+@pytest.mark.parametrize("peak_params, near", [(19_999, "away from"), (20_000, "near"), (80_000, "near"),
+                                               (80_001, "away from")])
+def test_a_peak_is_near_the_interpolation_width_within_the_named_factor(peak_params, near):
+    from hw1lib.readings import interpolation_sweep_readings
+    lines = interpolation_sweep_readings(sweep(40_000, peak_params), 0.999)
+    assert f"show double descent in the test error, with its peak {near} the width" in lines[-1]
+    # the reading describes the largest rise (0.3 → 0.4), not the first one listed
+    assert lines[1].startswith("The mean test error rises from 30.0 % at h = 4")
+    assert "(1 smaller rise of the same kind elsewhere in the sweep.)" in lines[1]
+
+
+def test_no_peak_beyond_noise_is_no_double_descent():
+    from hw1lib.readings import interpolation_sweep_readings
+    lines = interpolation_sweep_readings(sweep(None, 20_000, beyond=False), 0.999)
+    assert lines[0].startswith("No width fitted ≥ 99.9 %")
+    assert "has no peak beyond seed noise" in lines[1]
+    assert lines[-1] == "So the data show no peak of the test error beyond seed noise."
+
+
+# 1.1, on hand-made summaries
+
+FIT_SETTINGS = {"models": {"deep": {"label": "deep"}, "middle": {"label": "middle"}, "shallow": {"label": "shallow"}},
+                "functions": ["sinc"], "max_epochs": 1000, "seeds": 3}
+
+
+def fit_summary(deep, middle, shallow, collapsed=()):
+    from hw1lib.stats import compare_spreads, compare_time_to_threshold
+    epochs = {"deep": deep, "middle": middle, "shallow": shallow}
+    losses = {r: mr(0.01 * (i + 1), 0.01 * (i + 1) - 0.001, 0.01 * (i + 1) + 0.001) for i, r in enumerate(epochs)}
+    table = {r: {"threshold_epochs": e, "reached": sum(x is not None for x in e), "seeds": 3, "final_loss": losses[r],
+                 "collapsed_seeds": list(collapsed) if r == "shallow" else [], "constant_output_loss": 0.0456}
+             for r, e in epochs.items()}
+    comparisons = []
+    for a, b in (("deep", "shallow"), ("deep", "middle"), ("middle", "shallow")):
+        full = table[a]["reached"] == 0 and table[b]["reached"] == 0
+        comparisons.append({"a": a, "b": b, "speed": compare_time_to_threshold(epochs[a], epochs[b], 1000),
+                            "final_loss": compare_spreads(losses[a], losses[b]) if full else None})
+    return {"table": {"sinc": table}, "comparisons": {"sinc": comparisons}, "false_separation_chance": "1/10"}
+
+
+def test_the_function_fit_reading_names_the_faster_net_and_compares_losses_only_at_full_budget():
+    from hw1lib.readings import function_fit_readings
+    text = function_fit_readings(fit_summary([500, 600, 700], [100, 200, 300], [800, 900, None], collapsed=[2]),
+                                 FIT_SETTINGS)
+    assert "Seeds that reached the threshold: deep 3/3, middle 3/3, shallow 2/3." in text
+    assert "Shallow: seed 2 never left a constant output: its loss stayed at the target's variance (0.0456)" in text
+    assert "middle reached the threshold sooner than deep on every seed" in text  # the second pair, b faster
+    assert "Final loss where no seed stopped early" not in text  # every pair had a seed that stopped
+    assert "with probability 1/10 in each comparison" in text
+    never = function_fit_readings(fit_summary([None] * 3, [None] * 3, [None] * 3), FIT_SETTINGS)
+    assert "after all 1,000 epochs: deep averages 0.01 against 0.03 for shallow, and it is better on every seed" in never
+
+
+@pytest.mark.parametrize("comparison, expected", [
+    ({"reached": True, "faster": "b", "separated": True}, "shallow faster in epochs than deep on every seed"),
+    ({"better": "a", "separated": True}, "deep better in epochs than shallow on every seed"),
+    ({"better": "a", "separated": False}, "deep vs shallow: no difference in epochs beyond seed noise"),
+    ({"better": "a", "separated": None}, "deep vs shallow: undecided (a single seed has no spread)"),
+    ({"reached": False, "faster": None, "separated": None}, "neither deep nor shallow reached the threshold"),
+])
+def test_a_claim_names_the_winner_only_when_every_seed_agrees(comparison, expected):
+    from hw1lib.readings import comparison_claim
+    assert comparison_claim({"a": "deep", "b": "shallow", **comparison}, {"deep": "deep", "shallow": "shallow"},
+                            "epochs") == expected
+
+
+def test_the_conclusion_judges_deep_against_shallow_not_against_middle():
+    from hw1lib.readings import deep_vs_shallow_conclusion
+    fit = fit_summary([100, 110, 120], [50, 60, 70], [500, 600, 700])  # middle fastest, deep ahead of shallow
+    cnn_settings = {"models": {"a": {"label": "5 dense"}, "b": {"label": "2 dense"}}, "epochs": 3, "seeds": 3}
+    cnn = {"comparisons": [{"a": "a", "b": "b", "better": "b", "separated": False}]}
+    text = deep_vs_shallow_conclusion(fit, FIT_SETTINGS, cnn, cnn_settings, "quick")
+    assert "on $" in text and "deep faster in epochs to the threshold than shallow on every seed" in text
+    assert "middle" not in text
+    assert "5 dense vs 2 dense: no difference in test accuracy beyond seed noise" in text
+    assert text.endswith("whose verdicts may differ.")
+    assert deep_vs_shallow_conclusion(fit, FIT_SETTINGS, cnn, cnn_settings, "full").endswith("every seed agrees.")
+
+
+def test_the_cnn_set_up_refuses_trunks_that_differ():
+    from hw1lib import Hw1Error
+    from hw1lib.readings import cnn_setup
+    spec = {"channels": [8, 16], "kernel_size": 3, "dropout": 0.25}
+    s = {"models": {"a": {**spec, "label": "5 dense"}, "b": {**spec, "label": "2 dense"}}, "optimizer": "adam",
+         "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0, "epochs": 3, "seeds": 2}
+    summary = {"table": {"a": {"params": 25_000, "dense_layers": 5}, "b": {"params": 25_500, "dense_layers": 2}},
+               "train_size": 60_000, "test_size": 10_000, "device": "cpu"}
+    text = cnn_setup(summary, s)
+    assert "2 convolutions with 8 and 16 channels" in text and "differ in the dense layers that follow: 5, 2" in text
+    assert "(the largest is 2.00 % above the smallest)" in text
+    s["models"]["b"] = {**spec, "channels": [8, 32], "label": "2 dense"}
+    with pytest.raises(Hw1Error, match="the CNNs differ in channels"):
+        cnn_setup(summary, s)
