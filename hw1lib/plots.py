@@ -133,3 +133,64 @@ def show(fig) -> None:
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     display(Image(buffer.getvalue()), metadata={"image/png": {"alt": title}})
+
+
+def band(ax, rows: list[dict], key: str, color, *, x: str = "batch_size", factor: float = 1,
+         label: str | None = None, style: str = "o-") -> None:
+    """One measure of a table's rows ({"mean", "min", "max"} under `key`) against the rows' `x`: the mean
+    as a line with markers, the range over seeds as a band."""
+    xs = [r[x] for r in rows]
+    ax.plot(xs, [factor * r[key]["mean"] for r in rows], style, color=color, ms=4, lw=1.4, label=label)
+    ax.fill_between(xs, [factor * r[key]["min"] for r in rows], [factor * r[key]["max"] for r in rows],
+                    color=color, alpha=0.2, lw=0)
+
+
+def batch_axis(ax, batch_sizes: list[int]) -> None:
+    """A log₂ axis with exactly the batch sizes trained as its labelled ticks."""
+    from matplotlib.ticker import NullLocator
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batch_sizes, [f"{b:,}" for b in batch_sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("batch size")
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Ticks for a log colour scale from low to high: 1, 2, 5 × 10ᵏ in range; on a narrower range every
+    digit × 10ᵏ; under three of those, four steps spaced evenly on the log scale."""
+    for mantissas in ((1, 2, 5), range(1, 10)):
+        ticks = [m * 10.0 ** k for k in range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+                 for m in mantissas if low <= m * 10.0 ** k <= high]
+        if len(ticks) >= 3:
+            return ticks
+    return list(np.geomspace(low, high, 4))
+
+
+def loss_contours(fig, ax, a, b, loss, levels: int = 16):
+    """Filled contours of a loss grid (rows: b, columns: a) on a log colour scale, thin white contour
+    lines, and a colour bar labelled in plain numbers."""
+    import matplotlib.colors as mcolors
+    edges = np.geomspace(loss.min(), loss.max(), levels)
+    filled = ax.contourf(a, b, loss, levels=edges, norm=mcolors.LogNorm(), cmap="viridis")
+    ax.contour(a, b, loss, levels=edges, colors="white", linewidths=0.4, alpha=0.6)
+    ticks = log_ticks(loss.min(), loss.max())
+    bar = fig.colorbar(filled, ax=ax, label="training loss", ticks=ticks)
+    bar.ax.set_yticklabels([f"{t:.3g}" for t in ticks])
+    bar.ax.minorticks_off()
+
+
+def arrow_path(ax, x, y, color, *, sizes, marker: str, label: str) -> None:
+    """A run's recorded points joined in time order by arrows, each point a marker of the given area."""
+    ax.plot(x, y, color=color, lw=0.8, alpha=0.7)
+    for i in range(len(x) - 1):
+        ax.annotate("", xy=(x[i + 1], y[i + 1]), xytext=(x[i], y[i]),
+                    arrowprops=dict(arrowstyle="-|>", color=color, lw=0.8, shrinkA=3, shrinkB=3))
+    ax.scatter(x, y, s=sizes, color=color, marker=marker, edgecolor="black", linewidth=0.3, zorder=3, label=label)
+
+
+def label_point(ax, x: float, y: float, text: str) -> None:
+    """A label beside a point, on the side towards the middle of the axes, so that the axes do not cut it."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    right, top = x > (x0 + x1) / 2, y > (y0 + y1) / 2
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=(-7 if right else 7, -5 if top else 5),
+                ha="right" if right else "left", va="top" if top else "bottom", fontsize=9,
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))

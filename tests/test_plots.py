@@ -63,3 +63,46 @@ def test_runs_with_close_colours_get_different_marker_shapes():
     assert close, "the palette has no close pair: the test would check nothing"
     assert all(markers[a] != markers[b] for a, b in close), close
     assert set(markers.values()) <= set(plots.RUN_MARKERS)
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (0.013, 2.7, [0.02, 0.05, 0.1, 0.2, 0.5, 1, 2]),  # 1, 2, 5 per decade
+    (0.31, 0.92, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),      # too few of those: every digit
+    (0.18, 0.55, [0.2, 0.3, 0.4, 0.5]),                # two (0.2 and 0.5) are still too few
+    (0.301, 0.399, None),                             # not even three digits: four log-spaced steps
+])
+def test_colour_bar_ticks_are_round_numbers_where_there_are_enough(low, high, expected):
+    import numpy as np
+    got = plots.log_ticks(low, high)
+    if expected is None:
+        assert np.allclose(got, [0.301, 0.301 * (0.399 / 0.301) ** (1 / 3), 0.301 * (0.399 / 0.301) ** (2 / 3), 0.399])
+    else:
+        assert np.allclose(got, expected)
+
+
+def test_a_band_draws_the_mean_and_the_seed_range_and_the_batch_axis_names_each_size():
+    import numpy as np
+    rows = [{"batch_size": b, "acc": {"mean": m, "min": m - 0.1, "max": m + 0.2}}
+            for b, m in ((8, 0.5), (64, 0.7), (512, 0.6))]
+    fig, ax = plt.subplots()
+    plots.band(ax, rows, "acc", "C0", factor=100, label="test")
+    plots.batch_axis(ax, [8, 64, 512])
+    line, = ax.get_lines()
+    assert list(line.get_xdata()) == [8, 64, 512] and np.allclose(line.get_ydata(), [50, 70, 60])
+    (outline,) = ax.collections[0].get_paths()
+    ys = outline.vertices[:, 1]
+    assert np.isclose(ys.min(), 40) and np.isclose(ys.max(), 90)  # min − 0.1 and max + 0.2, ×100
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "64", "512"]
+    plt.close(fig)
+
+
+def test_a_point_label_points_towards_the_middle():
+    fig, ax = plt.subplots()
+    ax.set(xlim=(0, 10), ylim=(0, 10))
+    plots.label_point(ax, 9, 1, "right, low")
+    plots.label_point(ax, 1, 9, "left, high")
+    right, left = ax.texts
+    assert (right.get_ha(), right.get_va()) == ("right", "bottom")
+    assert (left.get_ha(), left.get_va()) == ("left", "top")
+    plt.close(fig)
