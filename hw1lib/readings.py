@@ -696,3 +696,47 @@ def cnn_setup(summary: dict, s: dict) -> str:
         f"{summary['test_size']:,} MNIST test images, which the seed report did not evaluate. Parameter counts: "
         + ", ".join(f"{label[r]}: {table[r]['params']:,}" for r in label)
         + f" (the largest is {100 * (max(counts) / min(counts) - 1):.2f} % above the smallest).")
+
+
+# Conclusions
+
+def pca_finding(summary: dict) -> str:
+    """1.2a in one sentence: do runs from different seeds keep to regions of their own (RUNS_APART)?"""
+    from .profiles import RUNS_APART
+    share = summary["model"]["between_run_share"]
+    where = "keep to regions of their own" if share > RUNS_APART else "share a region"
+    return (f"**1.2a**: runs from different seeds {where} of weight space ({100 * share:.1f} % of the PCA "
+            "variance of their recorded weights lies between runs).")
+
+
+def flatness_finding(summary: dict, names: dict[str, tuple[str, str]]) -> str:
+    """1.3c in one sentence per pair: the flatter end by each measure, and how often the end flatter by
+    the scale-invariant one also generalizes better."""
+    parts = []
+    for pair, p in summary["pairs"].items():
+        a, b = names[pair]
+        seeds = p["seeds"]
+
+        def flatter(count):
+            end, n = _flatter(count, seeds, a, b)
+            return f"a tie ({n} of {seeds} seeds each)" if end is None else f"{end} on {n} of {seeds} seeds"
+        parts.append(f"{p['label']}: flatter along the line {flatter(p['a_flatter'])}, along filter-normalized "
+                     f"directions {flatter(p['a_filter_flatter'])}; the latter also has the higher test accuracy on "
+                     f"{p['filter_flatter_generalizes_better']} of {seeds} seeds"
+                     + seed_agreement(p["filter_flatter_generalizes_better"], seeds))
+    return "**1.3c** (no claim of the seed report to judge): " + " ".join(parts)
+
+
+def section_conclusion(rows: list[dict], findings: list[str]) -> str:
+    """A section's conclusion: each of the seed report's claims checked in it (verdicts.verdicts rows),
+    with its verdict, the part that decided it and whether the verdict survives the stated alternatives,
+    then `findings`, what the section shows that no claim covers."""
+    claims = []
+    for r in rows:
+        where = r["heading"].split(" ")[0] if r["heading"] else r["section"]
+        why = f" ({r['why']})" if r["why"] else ""
+        robust = f"; {r['robustness']}" if r["robustness"] else ""
+        claims.append(f"- **{where}** “{r['claim']}”: **{r['verdict']}**{why}{robust}.")
+    return ("### Conclusion\n\nThe seed report's claims in this section, judged on this run's numbers (the front "
+            "page's table gives them):\n\n" + "\n".join(claims)
+            + ("\n\n" + "\n\n".join(findings) if findings else ""))

@@ -454,3 +454,32 @@ def test_the_cnn_set_up_refuses_trunks_that_differ():
     s["models"]["b"] = {**spec, "channels": [8, 32], "label": "2 dense"}
     with pytest.raises(Hw1Error, match="the CNNs differ in channels"):
         cnn_setup(summary, s)
+
+
+# Conclusions
+
+def test_a_conclusion_lists_each_verdict_with_its_reason_and_robustness():
+    from hw1lib.readings import pca_finding, section_conclusion
+    rows = [{"section": "1.2", "heading": "1.2b Gradient norm during training", "claim": "far from zero",
+             "verdict": "supported", "why": "", "robustness": "changes under ‖∇L‖ cut-off 0.01: contradicted"},
+            {"section": "1.2", "heading": None, "claim": "(the claims checked by 1.2-minimal-ratio)",
+             "verdict": "not comparable", "why": "no summary.json for this profile", "robustness": ""}]
+    text = section_conclusion(rows, [pca_finding(pca_summary(0.5, 0.0))])
+    assert "- **1.2b** “far from zero”: **supported**; changes under ‖∇L‖ cut-off 0.01: contradicted." in text
+    assert ("- **1.2** “(the claims checked by 1.2-minimal-ratio)”: **not comparable** (no summary.json for this "
+            "profile).") in text
+    assert text.endswith("runs from different seeds share a region of weight space (50.0 % of the PCA variance "
+                         "of their recorded weights lies between runs).")  # exactly RUNS_APART: not apart
+
+
+def test_the_flatness_finding_names_each_measures_flatter_end():
+    from hw1lib.readings import flatness_finding
+    summary = {"pairs": {"lr": flatness_pair(a_flatter=0, a_filter_flatter=3, filter_agree=3),
+                         "batch": {**flatness_pair(a_flatter=2, a_filter_flatter=1, filter_agree=1, seeds=4),
+                                   "label": "batch size"}}}
+    text = flatness_finding(summary, {"lr": ("lr 0.001", "lr 0.01"), "batch": ("batch 64", "batch 1,024")})
+    assert ("learning rate: flatter along the line lr 0.01 on 3 of 3 seeds, along filter-normalized directions "
+            "lr 0.001 on 3 of 3 seeds; the latter also has the higher test accuracy on 3 of 3 seeds, as the "
+            "flat-minima view predicts, but with 3 seeds") in text
+    assert ("batch size: flatter along the line a tie (2 of 4 seeds each), along filter-normalized directions "
+            "batch 1,024 on 3 of 4 seeds") in text
