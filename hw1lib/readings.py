@@ -740,3 +740,15 @@ def section_conclusion(rows: list[dict], findings: list[str]) -> str:
     return ("### Conclusion\n\nThe seed report's claims in this section, judged on this run's numbers (the front "
             "page's table gives them):\n\n" + "\n".join(claims)
             + ("\n\n" + "\n\n".join(findings) if findings else ""))
+
+
+def stored_path(profile: str, experiment: str, name: str) -> str:
+    """Where a stored file of this run lies, as the report states it: relative to the project when the
+    results are inside it, else in full."""
+    from . import PROJECT_ROOT
+    from .results import experiment_dir
+    path = (experiment_dir(profile, experiment) / name).resolve()
+    try:
+        return str(path.relative_to(PROJECT_ROOT.resolve()))
+    except ValueError:
+        return str(path)

@@ -483,3 +483,13 @@ def test_the_flatness_finding_names_each_measures_flatter_end():
             "flat-minima view predicts, but with 3 seeds") in text
     assert ("batch size: flatter along the line a tie (2 of 4 seeds each), along filter-normalized directions "
             "batch 1,024 on 3 of 4 seeds") in text
+
+
+def test_a_stored_file_is_named_relative_to_the_project_or_in_full(monkeypatch, tmp_path):
+    from hw1lib import PROJECT_ROOT
+    from hw1lib.readings import stored_path
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(PROJECT_ROOT / "results"))
+    assert stored_path("quick", "1.3-sensitivity", "models.pt") == "results/quick/1.3-sensitivity/models.pt"
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path))
+    assert stored_path("smoke", "1.2-minimal-ratio", "endpoints.pt") == str(
+        tmp_path.resolve() / "smoke" / "1.2-minimal-ratio" / "endpoints.pt")
