@@ -588,12 +588,13 @@ class _Trainer:
         else:
             orders = torch.stack([torch.randperm(n, device=self.dev, generator=self.order_generators[m])
                                   for m in state.active])
-            for start in range(0, n, self.s.batch_size):
-                rows = orders[:, start:start + self.s.batch_size]
-                if self.graphs.step(rows):
-                    continue
-                xb, yb = self.data(rows)
-                self.step(self.losses(xb, yb, self.noise(rows.shape[1]), per_member_batch=True))
+            if not self.graphs.minibatch_epoch(orders):
+                for start in range(0, n, self.s.batch_size):
+                    rows = orders[:, start:start + self.s.batch_size]
+                    if self.graphs.step(rows):
+                        continue
+                    xb, yb = self.data(rows)
+                    self.step(self.losses(xb, yb, self.noise(rows.shape[1]), per_member_batch=True))
         self.measured = self.measured_grads = None
 
     # measurements
@@ -740,19 +741,24 @@ class _Trainer:
 class _Graphs:
     """The CUDA graphs of one run, the only code that knows about them. `per_epoch`: one graph
     measures an epoch's end and takes the next step (full batch, no dropout, every epoch
-    measured); `per_step`: one graph per batch width takes a step (the batch gathered from rows
-    copied in, the dropout masks drawn from the members' own generators). Each is captured after
+    measured); `per_step`: with minibatches, one graph takes a whole epoch's steps (each member's
+    order copied in, its batches gathered and its dropout masks drawn from its own generators
+    inside the graph), so an epoch costs the host one replay instead of one per step; full batch
+    between measurements, one graph per step. Each is captured after
     two warm-up runs that are then undone, dropped when members stop, and given up for the rest
     of the run when a capture fails: training then goes on eagerly from where it was."""
 
     def __init__(self, trainer: _Trainer, per_epoch: bool, per_step: bool):
         self.t, self.per_epoch, self.per_step = trainer, per_epoch, per_step
+        # minibatches: one graph takes all of an epoch's steps, from the members' orders copied in
+        self.per_minibatch_epoch = per_step and not trainer.full_batch
         self.replay = None  # the epoch graph
         self.step_graphs: dict[int, tuple] = {}  # batch width → (replay, its rows or None)
+        self.minibatch_graph = None  # (replay, its orders)
 
     def forget(self) -> None:
         """Drop the graphs: they belong to parameters that have been replaced."""
-        self.replay = None
+        self.replay = self.minibatch_graph = None
         self.step_graphs.clear()
 
     def _save_state(self) -> tuple:
@@ -835,6 +841,42 @@ class _Graphs:
         replay = self._try_capture(body)
         return replay and (replay, static_rows)
 
+    def _build_minibatch_epoch_graph(self, orders: torch.Tensor):
+        """(replay, its orders): replay() takes one epoch's steps, batch after batch of each member's
+        order (members, n) copied into its orders beforehand, as train_epoch takes them eagerly."""
+        t = self.t
+        static_orders = orders.clone()
+        del orders  # the graph holds its own copy
+
+        def body() -> dict:
+            for start in range(0, t.n, t.s.batch_size):
+                rows = static_orders[:, start:start + t.s.batch_size]
+                t.state.optimizer.zero_grad(set_to_none=True)
+                xb, yb = t.data(rows)
+                t.losses(xb, yb, t.noise(rows.shape[1]), per_member_batch=True).sum().backward()
+                t.state.optimizer.step()
+            return {}
+        replay = self._try_capture(body)
+        return replay and (replay, static_orders)
+
+    def minibatch_epoch(self, orders: torch.Tensor) -> bool:
+        """Takes this epoch's steps on the batches of `orders` by replaying the epoch's graph, built
+        first if need be; False where it cannot (the first epoch, whose steps give the optimizer its
+        state, or after a failed capture: then every later step is eager)."""
+        t = self.t
+        if not (self.per_minibatch_epoch and t.state.step):
+            return False
+        if self.minibatch_graph is None:
+            self.minibatch_graph = self._build_minibatch_epoch_graph(orders)
+            self.per_minibatch_epoch = self.per_step = self.minibatch_graph is not None
+            if not self.per_minibatch_epoch:
+                return False
+        replay_epoch, its_orders = self.minibatch_graph
+        its_orders.copy_(orders)
+        replay_epoch()
+        t.state.step += -(-t.n // t.s.batch_size)
+        return True
+
     def epoch(self) -> dict | None:
         """This epoch's metrics from the epoch graph, built first if need be, which then has also
         taken the next epoch's step; None where there is no epoch graph."""
@@ -851,8 +893,8 @@ class _Graphs:
         be; False where it cannot, and then the caller steps eagerly. Not before a first eager step:
         a graph is built only once the optimizer has its state."""
         t = self.t
-        if not (self.per_step and t.state.step):
-            return False
+        if not (self.per_step and t.state.step) or (rows is not None and self.per_minibatch_epoch):
+            return False  # in the first epoch of minibatches, before its epoch graph: eager
         width = t.n if rows is None else rows.shape[1]
         if width not in self.step_graphs:
             self.step_graphs[width] = self._build_step_graph(rows)

@@ -264,8 +264,9 @@ def test_graphed_epochs_equal_eager_ones(case, monkeypatch):
 
 @pytest.mark.parametrize("optimizer, threshold", [("adam", 0.05), ("sgd", 0.087)])
 def test_graphed_minibatch_steps_equal_eager_ones(optimizer, threshold, monkeypatch):
-    # One graph per batch size (200 samples in batches of 64: widths 64 and 8), gathering each
-    # member's own batch from the rows copied in; captured again after members stop.
+    # One graph per epoch takes its four steps (200 samples in batches of 64: widths 64, 64, 64 and
+    # 8), gathering each member's own batches from the order copied in; captured again after
+    # members stop.
     from hw1lib import ensemble
     x = target_function("sinc", 200)[0].double()
     targets = [target_function(f, 200)[1].double() for f in ["sinc", "sign", "sinc", "sign"]]
@@ -276,10 +277,10 @@ def test_graphed_minibatch_steps_equal_eager_ones(optimizer, threshold, monkeypa
     monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
     monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := []))
     graphed = train_ensemble(MLP, range(4), x, targets, cuda_graph=True, **settings)
-    assert len(replays) == settings["epochs"] * 4 - 1  # every step but the first (eager)
+    assert len(replays) == settings["epochs"] - 1  # every epoch but the first (eager)
     stops = {m["threshold_epoch"] for m in eager.members} - {None}
     assert stops and max(stops) <= settings["epochs"] - 4  # members stop, none in the last window
-    assert len(captures) == 2 * (1 + len({(e - 1) // 4 for e in stops}))
+    assert len(captures) == 1 + len({(e - 1) // 4 for e in stops})
     assert_same_runs(eager.members, graphed.members, 1e-12)
 
 
@@ -296,9 +297,8 @@ def test_graphed_steps_with_dropout_equal_eager_ones(batch_size, eval_every, mon
     monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
     monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := []))
     graphed = train_ensemble(SMALL_CNN, [0, 1, 5], x, y, cuda_graph=True, **settings)
-    steps_per_epoch = 1 if batch_size is None else 4
-    assert len(captures) == (1 if batch_size is None else 2)
-    assert len(replays) == 6 * steps_per_epoch - 1  # every step but the first
+    assert len(captures) == 1  # a step graph (full batch) or an epoch graph (minibatches)
+    assert len(replays) == 6 - 1  # every step, or every epoch, but the first
     assert_same_runs(eager.members, graphed.members, 1e-12)
     assert graphed.members[0]["history"]["epoch"] == ([1, 2, 3, 4, 5, 6] if eval_every == 1
                                                        else [4, 6])
@@ -321,8 +321,8 @@ def test_graphed_full_batch_steps_between_measurements_equal_eager_ones(monkeypa
 
 
 def test_a_failed_step_capture_trains_on_eagerly(monkeypatch):
-    # shared inputs and labels, classification, SGD: the width 32 is captured, the last batch's
-    # (100 = 3 × 32 + 4) fails; every later step is eager, and nothing changes
+    # shared inputs and labels, classification, SGD: the graph of epoch 2's four steps (100 =
+    # 3 × 32 + 4) fails; every later step is eager, and nothing changes
     from hw1lib import ensemble
     x, y = classification_problem(n=100, dtype=torch.float64)
     x = x.flatten(1)
@@ -331,10 +331,10 @@ def test_a_failed_step_capture_trains_on_eagerly(monkeypatch):
                     batch_size=32, test=(x[:20], y[:20]), dtype=torch.float64)
     eager = train_ensemble(net, [0, 1], x, y, **settings)
     monkeypatch.setattr(ensemble, "_graphs_possible", lambda device: True)
-    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := [], fail_at=1))
+    monkeypatch.setattr(ensemble, "_capture", fake_capture(captures := [], replays := [], fail_at=0))
     with pytest.warns(UserWarning, match="capture failed"):
         graphed = train_ensemble(net, [0, 1], x, y, cuda_graph=True, **settings)
-    assert len(captures) == 1 and len(replays) == 2  # steps 2 and 3 of epoch 1, then eager
+    assert len(captures) == 0 and len(replays) == 0  # no step graph tried after the failure
     assert_same_runs(eager.members, graphed.members, 1e-12)
 
 
@@ -488,9 +488,8 @@ def test_cuda_graphs_agree_with_eager_training_on_a_gpu(against, dtype, epochs, 
         graphed = train_ensemble(MLP, list(range(4)), x, targets, cuda_graph=True, **settings)
     stops = {m["threshold_epoch"] for m in graphed.members} - {None}
     assert bool(stops) == (threshold is not None) and max(stops, default=0) <= epochs - 7
-    widths = 1 if batch_size is None else 2
-    assert len(captures) == widths * (1 + len({(e - 1) // 7 for e in stops}))  # again after stops
-    assert len(replays) == (epochs - 1 if batch_size is None else epochs * 4 - 1)
+    assert len(captures) == 1 + len({(e - 1) // 7 for e in stops})  # again after stops
+    assert len(replays) == epochs - 1  # an epoch graph, full batch or minibatches
     if against == "plain Adam":
         eager = train_ensemble(MLP, list(range(4)), x, targets, **settings)
     else:
@@ -518,7 +517,7 @@ def test_cuda_step_graphs_of_shared_data_classification_with_sgd_on_a_gpu(monkey
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*CUDA graph capture failed")
         graphed = train_ensemble(net, [0, 1], x, y, cuda_graph=True, **settings)
-    assert len(captures) == 2 and len(replays) == 5 * 4 - 1  # widths 32 and 4; all but step 1
+    assert len(captures) == 1 and len(replays) == 5 - 1  # an epoch of 4 steps; all but epoch 1
     assert_same_runs(eager.members, graphed.members, 1e-9)
 
 
@@ -539,8 +538,7 @@ def test_cuda_step_graphs_with_dropout_agree_with_eager_on_a_gpu(batch_size, mon
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*CUDA graph capture failed")
         graphed = train_ensemble(SMALL_CNN, [0, 1, 5], x, y, cuda_graph=True, **settings)
-    steps = 4 * (1 if batch_size is None else 4)
-    assert len(captures) == (1 if batch_size is None else 2) and len(replays) == steps - 1
+    assert len(captures) == 1 and len(replays) == 4 - 1  # a step graph or an epoch graph
     assert_same_runs(eager.members, graphed.members, 1e-9)
 
 
@@ -680,3 +678,19 @@ def test_graphed_runs_record_the_same_gradient_norms_and_take_the_same_objective
     assert_same_runs(eager.members, graphed.members, tolerance)
     assert len(captures) == 1 and len(replays) == 12 - 1  # a step graph; the first step eager
     assert_same_runs(eager_second.members, graphed_second.members, tolerance)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_minibatch_orders_on_a_gpu_are_fixed_by_the_seed_alone():
+    # each member's batch order comes from its own generator on the device: a rerun repeats it
+    # exactly, and a member trains as it would in an ensemble of other members
+    x, y = classification_problem(n=100, dtype=torch.float64)
+    x, y = x.flatten(1).cuda(), y.cuda()
+    net = {"kind": "mlp", "widths": [784, 16, 10], "activation": "relu"}
+    settings = dict(task="classification", epochs=4, lr=0.05, optimizer="sgd", momentum=0.9,
+                    batch_size=32, dtype=torch.float64, cuda_graph=True)
+    first = train_ensemble(net, [0, 1], x, y, **settings)
+    again = train_ensemble(net, [0, 1], x, y, **settings)
+    alone = train_ensemble(net, [1], x, y, **settings)
+    assert_same_runs(first.members, again.members, 0.0)
+    assert_same_runs(first.members[1:], alone.members, 1e-9)
