@@ -93,20 +93,23 @@ for step in ${STEPS:-tests report benchmarks}; do
         attempt "run-$e" "$py" -m hw1lib run "$e" --profile "$profile" --device "$device"
       done ;;
     benchmarks)
-      # Sizes chosen so that every row fits one session's device time (the JSON records them):
-      # 100 ensemble epochs, not the CPU's 200: at 200, six loops of 100 train() runs (then one as
-      # the warm-up, five timed) and hw1lib's side did not finish in 225 s on an H200, so a
-      # single-run epoch takes about 1.9 ms there or more, and five timed loops at 200 epochs would
-      # take over 3 minutes; 500 function-fit
-      # epochs, not 20,000, because the baseline's eager steps with a read-back each take about a
-      # millisecond, and 6 × 30 runs × 20,000 of them would be an hour. Expected on an H200:
-      # ensemble ~2 min, the CNN's 5 seeds ~2 min, analysis 2–4 min, function-fit ~1.5 min.
+      # Sized so that the four cases fit one device call of about 6 minutes on an H200. Measured
+      # there (2026-12-04, torch 2.11): the ensemble case at 100 epochs took 113 s (baseline 19.8 s a
+      # loop of 100 train() runs, 6 loops); at the CPU's 200 epochs it did not finish in 225 s. The
+      # analysis case at its CPU sizes (100 nets, 10,000 images) did not finish in 43 + 246 s: the
+      # baseline's per-image Jacobian loop alone is minutes there, so the GPU check measures 20 nets
+      # and 1,000 images (the row records its sizes; the ratio is per net and per image). 500
+      # function-fit epochs, not 20,000: the baseline's eager steps with a read-back take about a
+      # millisecond each, and 6 × 30 runs × 20,000 of them would be an hour. Expected on an H200:
+      # ensemble ~2 min, mnist-epoch ~1.5 min, analysis ~1 min, function-fit ~1.5 min. Each row is
+      # written as soon as it is measured, so a cut-off keeps the rows before it.
       # --resume: rows already in the committed results file for this very GPU, or measured by an
       # earlier call on this machine before a cut-off, are kept, not measured again
       [ -e "$state/results-$device.json" ] || cp "benchmarks/results-$device.json" "$state/" 2>/dev/null
       for c in ${CASES:-ensemble mnist-epoch analysis function-fit}; do
         attempt "benchmark-$c" "$py" benchmarks/run.py --device "$device" --repeats 5 --only "$c" \
-          --ensemble-epochs 100 --function-epochs 500 --resume --output "$state/results-${device}.json"
+          --ensemble-epochs 100 --function-epochs 500 --hessian-nets 20 --sensitivity-images 1000 \
+          --resume --output "$state/results-${device}.json"
       done ;;
     *) echo "unknown step: $step" >&2; exit 2 ;;
   esac

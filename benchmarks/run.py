@@ -21,7 +21,7 @@ Cases:
 - function-fit: `--function-epochs` full-batch epochs of every 1.1a `full` run (3 nets × 2 targets ×
   5 seeds), no early stop on either side so the work is equal: an eager loop per run that reads
   `loss.item()` every step vs hw1lib's ensemble per net (one CUDA graph per epoch on a GPU).
-- analysis: the exact Hessian and its eigenvalues (float64) of 100 1.2c nets on 500 points — a loop
+- analysis: the exact Hessian and its eigenvalues (float64) of `--hessian-nets` 1.2c nets on 500 points — a loop
   of `torch.autograd.functional.hessian` per net vs `curvature.hessian_eigenvalues` over all; and the
   input sensitivity of the 1.3d MLP over `--sensitivity-images` test images — one
   `torch.autograd.functional.jacobian` per image vs `sharpness.input_sensitivity`.
@@ -227,11 +227,12 @@ def case_function_fit(device, args):
 
 def case_analysis(device, args):
     x, y = (t.double() for t in target_function("sinc", 500, device))
-    ens = Ensemble(NET_12C, list(range(100)), device, torch.float64)
+    nets = args.hessian_nets
+    ens = Ensemble(NET_12C, list(range(nets)), device, torch.float64)
     thetas = flatten(ens.params)
     loss = flat_loss(ens, "regression")
-    yield "analysis", "Hessian + eigvalsh, 100 1.2c nets", lambda: (
-        {"nets": 100, "parameters": thetas.shape[1], "points": 500},
+    yield "analysis", f"Hessian + eigvalsh, {nets} 1.2c nets", lambda: (
+        {"nets": nets, "parameters": thetas.shape[1], "points": 500},
         lambda: hessian_loop(ens, thetas, x, y),
         lambda: hessian_eigenvalues(loss, thetas, x, y),
         lambda: hessian_loop(ens, thetas[:1], x, y))
@@ -259,6 +260,7 @@ def main(argv=None):
     parser.add_argument("--ensemble-epochs", type=int, default=200)
     parser.add_argument("--function-epochs", type=int, default=None,
                         help="default: 20,000 (the 1.1a full budget) on a GPU, 2,000 on a CPU")
+    parser.add_argument("--hessian-nets", type=int, default=100, help="1.2c nets in the Hessian row")
     parser.add_argument("--sensitivity-images", type=int, default=10_000)
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows the results file already has from this device (same case "
@@ -268,6 +270,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.hessian_nets < 1 or args.sensitivity_images < 1:
+        parser.error("--hessian-nets and --sensitivity-images must be at least 1")
     device = resolve_device(args.device)
     if args.function_epochs is None:
         args.function_epochs = 20_000 if device.type == "cuda" else 2_000
