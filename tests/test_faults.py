@@ -253,3 +253,26 @@ def test_the_fetch_works_inside_the_data_folder(tmp_path, monkeypatch, mnist_dir
     assert seen and dest in seen[0].parents
     assert sorted(p.name for p in dest.iterdir()) == sorted(data.MNIST_SHA256)
     assert [p.name for p in tmp_path.iterdir()] == ["mnist"]
+
+
+@pytest.mark.parametrize("loss", ["deleted", "garbled"])
+def test_a_rerun_after_a_partial_group_equals_the_uninterrupted_run(results_dir, monkeypatch, tmp_path, loss):
+    # A group (one 1.1a net: 2 targets × 2 seeds, trained as one ensemble) lost a run (killed
+    # mid-group, deleted, moved aside as damaged): the rerun must store what the uninterrupted run
+    # stored, bit for bit, not the numbers of a smaller ensemble.
+    import shutil
+
+    import torch
+    whole = run_experiment("1.1-function", "smoke", "cpu")
+    monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path / "interrupted"))
+    first = run_experiment("1.1-function", "smoke", "cpu")
+    if loss == "deleted":
+        shutil.rmtree(first.stored[1]["run_dir"])
+    else:  # found damaged when read, moved aside, retrained
+        (first.stored[1]["run_dir"] / "metrics.json").write_text("{not json")
+    again = run_experiment("1.1-function", "smoke", "cpu")
+    assert again.summary["timing"]["trained_now"] == 1 and again.runs["cached"].sum() == len(again.runs) - 1
+    for a, b in zip(whole.stored, again.stored, strict=True):
+        assert a["metrics"] == b["metrics"] and a["summary"]["final_loss"] == b["summary"]["final_loss"]
+        state_a, state_b = results.load_state_dict(a), results.load_state_dict(b)
+        assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)

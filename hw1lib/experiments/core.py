@@ -324,13 +324,16 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(tuple(job[f] for f in exp.group_by), []).append(i)
-    todo = [[i for i in members if force or not results.is_stored(profile, experiment_id, configs[i])]
-            for members in groups.values()]
-    todo = [t for t in todo if t]
+    group_of = {i: members for members in groups.values() for i in members}
+    missing = {i for i in range(len(jobs)) if force or not results.is_stored(profile, experiment_id, configs[i])}
+    # A group with any run missing trains whole, as an uninterrupted call would have trained it: a
+    # member's last bits depend on the batch it was trained in. Its stored runs are kept as they are
+    # (the same numbers), the missing ones stored.
+    todo = [members for members in groups.values() if missing & set(members)]
     where = _run_groups(experiment_id, profile, s, [([jobs[i] for i in t], [configs[i] for i in t])
                                                     for t in todo],
                         device_type, force, backend, code)
-    trained_now = {i for t in todo for i in t}
+    trained_now = missing
     unseen = [i for i in trained_now if not results.is_stored(profile, experiment_id, configs[i])]
     if unseen:  # the tasks wrote to a folder that is not this one: never train them again here
         raise Hw1Error(f"{experiment_id}: the Ray tasks stored {len(unseen)} run(s) that this process "
@@ -339,8 +342,10 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
     stored: list[dict] = []
     for i in range(len(jobs)):
 
-        def compute(i=i):  # a stored run found unreadable is retrained on its own, here
-            return _train(exp, s, [jobs[i]], torch.device(device_type))[0]
+        def compute(i=i):  # a stored run found unreadable is retrained with its whole group, here
+            members = group_of[i]
+            outputs = _train(exp, s, [jobs[j] for j in members], torch.device(device_type))
+            return outputs[members.index(i)]
 
         run = results.cached_run(profile, experiment_id, configs[i], compute)
         stored.append({**run, "cached": run["cached"] and i not in trained_now})
