@@ -31,16 +31,18 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_tasks_store_exactly_the_runs_of_the_local_backend(tmp_path, monkeypatch, local_ray):
+@pytest.mark.parametrize("experiment", [EXPERIMENT, "1.2-minimal-ratio"])
+def test_ray_tasks_store_exactly_the_runs_of_the_local_backend(tmp_path, monkeypatch, local_ray, experiment):
+    # 1.2-minimal-ratio: float64 Hessians whose reductions round with the thread count
     def in_process(*args):
         raise AssertionError("the Ray backend trained in the driver's process")
     monkeypatch.setattr(core, "_train", in_process)  # the workers import their own copy
     monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path / "ray"))
-    via_ray = run_experiment(EXPERIMENT, "smoke", "cpu", backend="ray")
-    again = run_experiment(EXPERIMENT, "smoke", "cpu", backend="ray")
+    via_ray = run_experiment(experiment, "smoke", "cpu", backend="ray")
+    again = run_experiment(experiment, "smoke", "cpu", backend="ray")
     monkeypatch.undo()
     monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path / "local"))
-    local = run_experiment(EXPERIMENT, "smoke", "cpu", backend="local")
+    local = run_experiment(experiment, "smoke", "cpu", backend="local")
 
     assert via_ray.summary["backend"] == "ray" and local.summary["backend"] == "local"
     assert via_ray.summary["timing"]["trained_now"] == len(via_ray.runs) == len(local.runs) > 3

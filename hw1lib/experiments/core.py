@@ -178,9 +178,12 @@ def _train_and_store(experiment_id: str, profile: str, settings: dict, jobs: lis
     return device_description(dev)
 
 
-def _ray_task(results_dir: str, code: str, *args) -> str:
-    """_train_and_store on a Ray worker, writing to the driver's results folder with its code."""
+def _ray_task(results_dir: str, code: str, threads: int, *args) -> str:
+    """_train_and_store on a Ray worker, writing to the driver's results folder with its code and
+    with the driver's number of torch threads: some CPU reductions round differently with the
+    thread count, and Ray would give the task one."""
     os.environ.update(HW1_RESULTS_DIR=results_dir, HW1_PROGRESS="0")  # _train runs nested calls here
+    torch.set_num_threads(threads)
     exp = get(args[0])
     here = results.code_fingerprint((exp.module_file,))
     if here != code:  # the runs would be stored under a key of code this worker does not run
@@ -265,7 +268,8 @@ def _run_groups(experiment_id: str, profile: str, s: dict, work: list[tuple[list
     import ray
 
     task = ray.remote(_ray_task).options(num_cpus=1, num_gpus=1 if device_type == "cuda" else 0)
-    pending = [task.remote(str(results_root().resolve()), code, experiment_id, profile, s, jobs,
+    threads = torch.get_num_threads()
+    pending = [task.remote(str(results_root().resolve()), code, threads, experiment_id, profile, s, jobs,
                            configs, device_type, force) for jobs, configs in work]
     where, waiting = [], list(pending)
     try:
