@@ -140,6 +140,103 @@ def _execute_in_child(conn, notebook: Path, executed: Path, parameters: dict, th
         conn.close()
 
 
+def _train_in_child(conn, experiment: str, parameters: dict, threads: int) -> None:
+    """run_experiment in a process of its own; sends ("ok", runs trained) or ("error", message)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops every child
+    import torch
+    torch.set_num_threads(threads)
+    try:
+        from .experiments import run_experiment
+        conn.send(("ok", run_experiment(experiment, **parameters).summary["timing"]["trained_now"]))
+    except Hw1Error as exc:
+        conn.send(("error", f"{experiment}: {exc}"))
+    except BaseException as exc:
+        conn.send(("error", f"{experiment} could not run: {type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def chosen_experiments(sections: list[str] | None) -> list[str]:
+    """The experiments of `sections` (default: all), in section order."""
+    from .experiments import REGISTRY
+    in_order = sorted(REGISTRY.values(), key=lambda e: tuple(map(int, e.section.split("."))))
+    return [e.id for e in in_order if not sections or e.section in sections]
+
+
+def training_order(profile: str, experiments: list[str]) -> list[str]:
+    """The experiments, longest first, so that the longest does not start last: by the training time
+    their stored summary records, and those without one (never run, or by other settings) first, in
+    reverse section order (1.3's random labels are the longest of every profile)."""
+    def stored_seconds(experiment: str) -> float | None:
+        summary = results.read_summary(profile, experiment)
+        return None if summary is None else summary.get("timing", {}).get("train_seconds")
+    seconds = {e: stored_seconds(e) for e in experiments}
+    unknown = [e for e in reversed(experiments) if seconds[e] is None]
+    return unknown + sorted((e for e in experiments if seconds[e] is not None), key=lambda e: -seconds[e])
+
+
+def train_experiments(experiments: list[str], parameters: dict, jobs: int = 1) -> dict[str, int]:
+    """Train every missing run of `experiments` before any notebook runs, `jobs` experiments at a
+    time in processes of their own, longest first; returns {experiment: runs trained}. The notebooks
+    then only load, so the report's wall time is set by the longest experiment, not by the longest
+    notebook's chain of experiments. An experiment that another one runs in turn (1.2-error-surface
+    runs 1.2-pca) is trained before it, not beside it. One error names every failure."""
+    from .experiments import run_experiment
+    from .profiles import settings
+    check_jobs(jobs)
+    order = training_order(parameters["profile"], experiments)
+    needs = {e: [settings(e, parameters["profile"]).get("source", {}).get("experiment")] for e in order}
+    trained: dict[str, int] = {}
+    if jobs == 1 or len(order) < 2:
+        for e in order:
+            print(f"report: training {e} …", flush=True)
+            trained[e] = run_experiment(e, **parameters).summary["timing"]["trained_now"]
+            print(f"report: {e}: {trained[e]} runs trained", flush=True)
+        return trained
+    context = multiprocessing.get_context("spawn")
+    threads = kernel_threads(min(jobs, len(order)))
+    waiting, running, failures = list(order), {}, {}
+    try:
+        while waiting or running:
+            ready = [e for e in waiting if all(n in trained for n in needs[e] if n in order)]
+            while ready and len(running) < jobs:
+                e = ready.pop(0)
+                waiting.remove(e)
+                receive, send = context.Pipe(duplex=False)
+                child = context.Process(target=_train_in_child, name=f"hw1 {e}",
+                                        args=(send, e, parameters, threads))
+                child.start()
+                send.close()
+                running[child.sentinel] = (e, child, receive)
+                print(f"report: training {e}, {len(running)} of {jobs} at a time …", flush=True)
+            if not running:  # what is left waits for an experiment that failed
+                failures.update({e: f"{e}: not trained, as an experiment it needs failed" for e in waiting})
+                break
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                e, child, receive = running.pop(sentinel)
+                try:
+                    outcome = receive.recv()
+                except EOFError:  # it died before it could say
+                    outcome = ("error", f"{e}: its process died (exit code {child.exitcode})")
+                receive.close()
+                child.join()
+                if outcome[0] == "ok":
+                    trained[e] = outcome[1]
+                    print(f"report: {e}: {trained[e]} runs trained", flush=True)
+                else:
+                    failures[e] = outcome[1]
+                    print(f"report: training {e} failed", flush=True)
+    except BaseException:  # an interrupt: stop the others
+        for _, child, _ in running.values():
+            child.terminate()
+        for _, child, _ in running.values():
+            child.join()
+        raise
+    if failures:
+        raise Hw1Error("; ".join(failures[e] for e in order if e in failures))
+    return trained
+
+
 def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: int = 1,
                       label: str = "") -> dict[str, float]:
     """Run each (notebook, executed copy) of `pairs`, `jobs` at a time; returns {notebook stem:
@@ -473,9 +570,15 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
         from .experiments.core import default_profile
 
         profile = check_profile(profile or default_profile(device, backend, address))
-        params = {"profile": profile, "device": device, "seed": seed, "force": force}
+        chosen = chosen_experiments(sections)
         executed = [out_dir / "executed" / profile / nb.name for nb in notebooks]
         start = time.perf_counter()
+        # every experiment's missing runs first, side by side (in this process where the runs are
+        # Ray tasks, which share out the work themselves); the notebooks then load them
+        trained = train_experiments(chosen, {"profile": profile, "device": device, "seed": seed, "force": force},
+                                    1 if backend == "ray" else jobs)
+        print(f"report: {sum(trained.values())} runs trained in {time.perf_counter() - start:.0f} s", flush=True)
+        params = {"profile": profile, "device": device, "seed": seed, "force": False}
         timings = execute_notebooks(list(zip(notebooks, executed)), params, jobs,
                                     f" (profile {profile}, device {device}, backend {backend})")
         wall = time.perf_counter() - start
@@ -490,7 +593,6 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     from .experiments import REGISTRY
 
     in_order = sorted(REGISTRY.values(), key=lambda e: tuple(map(int, e.section.split("."))))
-    chosen = [e.id for e in in_order if not sections or e.section in sections]
     table = markdown_table(verdicts(profile, seed, chosen))
     page = render_html(executed, front_page(profile, device_text, seed, timings, table,
                                             experiment_times(profile, chosen),

@@ -193,8 +193,12 @@ def test_jobs_must_be_a_positive_whole_number(tmp_path):
 def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
     # the three notebooks at a time, as on a GPU (on this CPU the default is one at a time)
     out = report.build_report("smoke", device="cpu", out_dir=tmp_path / "report", jobs=3)
+    printed = capfd.readouterr()
     # the kernels talk over local sockets, so none warns about unencrypted TCP
-    assert "Kernel is running over TCP" not in capfd.readouterr().err
+    assert "Kernel is running over TCP" not in printed.err
+    # every experiment trained before any notebook ran, three at a time
+    assert printed.out.index("runs trained in") < printed.out.index("report: executing")
+    assert printed.out.count(" runs trained\n") == len(REGISTRY) and "3 of 3 at a time" in printed.out
     assert out["html"] == tmp_path / "report" / "hw1-report-smoke.html"
     page = out["html"].read_text()
     assert re.search(r"all</strong>, 3 notebooks at a time \(wall time\)</td>\s*<td>"
@@ -220,6 +224,7 @@ def test_smoke_report_end_to_end(tmp_path, results_dir, capfd):
     for experiment in REGISTRY:
         summaries[experiment] = json.loads((results_dir / "smoke" / experiment / "summary.json").read_text())
         assert summaries[experiment]["profile"] == "smoke"
+        assert summaries[experiment]["timing"]["trained_now"] == 0  # the notebooks only loaded
     if report.find_browser():
         assert out["pdf"].stat().st_size > 10_000
     else:
@@ -414,3 +419,30 @@ def test_the_front_page_links_to_the_settings_disclosed(tmp_path, results_dir, m
     assert link < page.index(f'id="{anchor(SECTION_HEADINGS["1.1-deep-vs-shallow"][0])}"') < section  # an appendix
     batch = settings("1.2-pca", "full")["batch_size"]  # the full profile's, whatever this report's profile
     assert f"<code>batch_size</code> = {batch:,}" in page
+
+
+def test_experiments_train_longest_first_and_after_those_they_need(results_dir, monkeypatch, capsys):
+    from hw1lib import results
+    for experiment, seconds in (("1.1-function", 5.0), ("1.1-mnist", 50.0)):
+        results.write_summary("smoke", experiment, {"timing": {"train_seconds": seconds}})
+    chosen = ["1.1-function", "1.1-mnist", "1.2-pca", "1.2-error-surface", "1.3-params"]
+    # never run: first, 1.3 before 1.2; then by the stored training time, longest first
+    assert report.training_order("smoke", chosen) == ["1.3-params", "1.2-error-surface", "1.2-pca",
+                                                      "1.1-mnist", "1.1-function"]
+    calls = []
+    monkeypatch.setattr("hw1lib.experiments.run_experiment", lambda e, **kw: calls.append((e, kw)) or
+                        type("R", (), {"summary": {"timing": {"trained_now": 2}}})())
+    trained = report.train_experiments(["1.1-function", "1.3-params"], {"profile": "smoke", "device": "cpu",
+                                                                        "seed": 0, "force": True})
+    assert trained == {"1.3-params": 2, "1.1-function": 2}
+    assert [e for e, _ in calls] == ["1.3-params", "1.1-function"] and calls[0][1]["force"] is True
+
+
+def test_an_experiment_waits_for_the_one_it_runs_in_turn(tmp_path, results_dir, capsys):
+    # 1.2-error-surface runs 1.2-pca: with two processes free it still starts only after 1.2-pca,
+    # which it would otherwise train a second time beside it
+    params = {"profile": "smoke", "device": "cpu", "seed": 0, "force": False}
+    trained = report.train_experiments(["1.2-pca", "1.2-error-surface"], params, jobs=2)
+    out = capsys.readouterr().out
+    assert trained["1.2-pca"] > 0 and trained["1.2-error-surface"] > 0
+    assert out.index("report: 1.2-pca: ") < out.index("report: training 1.2-error-surface")
