@@ -367,19 +367,36 @@ def with_robustness(check: Callable, keys: tuple[str, ...], summary: dict) -> li
     return rows
 
 
+def _not_comparable(summary: dict | None, profile: str, seed: int, code: str) -> str:
+    """Why a summary.json cannot stand for this profile, first seed and code ('' when it can)."""
+    if summary is None:
+        return "no summary.json for this profile"
+    if summary.get("profile") != profile:
+        return f"its summary.json says profile {summary.get('profile')!r}, not {profile!r}"
+    if summary.get("base_seed") != seed:
+        return f"its summary.json is of first seed {summary.get('base_seed')}, not {seed}"
+    if summary.get("code") != code:
+        return (f"its summary.json was written by other code ({summary.get('code')}, this code is {code}); "
+                "rerun the experiment")
+    return ""
+
+
 def verdicts(profile: str, seed: int = 0, experiments: list[str] | None = None) -> list[dict]:
     """One row per claim, from the summary.json files under results/<profile>/ of runs with first
-    seed `seed` (a missing one, or one of another seed, gives a 'not comparable' row saying so)."""
+    seed `seed` and of this code (a missing one, or one of another profile, seed or code, gives a
+    'not comparable' row saying so)."""
+    from .experiments import REGISTRY
     rows = []
     for experiment, (check, keys) in CHECKS.items():
         if experiments is not None and experiment not in experiments:
             continue
         summary = results.read_summary(profile, experiment)
-        if summary is None or summary.get("base_seed") != seed:
-            why = ("no summary.json for this profile" if summary is None else
-                   f"its summary.json is of first seed {summary.get('base_seed')}, not {seed}")
+        code = results.code_fingerprint((REGISTRY[experiment].module_file,))
+        why = _not_comparable(summary, profile, seed, code)
+        if why:
             rows.append({**_row(experiment.split("-")[0], None, f"(the claims checked by {experiment})",
-                                "not run", NOT_COMPARABLE, why), "alternatives": [], "robustness": ""})
+                                "not run" if summary is None else "not used", NOT_COMPARABLE, why),
+                         "alternatives": [], "robustness": ""})
             continue
         try:
             rows.extend(with_robustness(check, keys, summary))

@@ -11,8 +11,13 @@ def spread_of(*values):
             "max": max(values)}
 
 
-def write(profile, experiment, summary, seed=0):
-    results.write_summary(profile, experiment, {"base_seed": seed, **summary})
+def write(folder_profile, experiment, summary, seed=0, **fields):
+    """A summary.json as run_experiment writes it: of this profile, first seed and code, unless
+    `fields` say otherwise."""
+    from hw1lib.experiments import REGISTRY
+    code = results.code_fingerprint((REGISTRY[experiment].module_file,))
+    results.write_summary(folder_profile, experiment, {"profile": folder_profile, "base_seed": seed,
+                                                       "code": code, **fields, **summary})
 
 
 def mnist_summary(shallow, middle, deep):
@@ -90,6 +95,15 @@ def test_a_missing_or_foreign_summary_is_not_comparable_and_says_why(results_dir
     [row] = verdicts("smoke", seed=0, experiments=["1.1-mnist"])
     assert row["verdict"] == "not comparable" and "first seed 7" in row["why"]
     assert verdicts("smoke", seed=7, experiments=["1.1-mnist"])[0]["verdict"] == "supported"
+    # a summary of another profile (copied in, or edited) in this profile's folder, and one
+    # written by other code: their numbers are not read
+    write("smoke", "1.1-mnist", mnist_summary((0.99, 0.98), (0.9, 0.91), (0.9, 0.91)), profile="quick")
+    [row] = verdicts("smoke", experiments=["1.1-mnist"])
+    assert row["verdict"] == "not comparable" and "says profile 'quick', not 'smoke'" in row["why"]
+    assert row["measured"] == "not used"
+    write("smoke", "1.1-mnist", mnist_summary((0.99, 0.98), (0.9, 0.91), (0.9, 0.91)), code="0123456789abcdef")
+    [row] = verdicts("smoke", experiments=["1.1-mnist"])
+    assert row["verdict"] == "not comparable" and "written by other code (0123456789abcdef" in row["why"]
 
 
 def test_a_cut_short_or_foreign_shaped_summary_is_a_one_line_error(results_dir):
