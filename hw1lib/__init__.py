@@ -19,6 +19,24 @@ def results_root() -> Path:
     return Path(os.environ.get("HW1_RESULTS_DIR") or PROJECT_ROOT / "results")
 
 
+PATH_VARIABLES = ("HW1_RESULTS_DIR", "HW1_DATA_DIR")
+
+
+def absolute_path_variables() -> None:
+    """$HW1_RESULTS_DIR and $HW1_DATA_DIR made absolute against this process's working folder, and
+    dropped where empty (an empty one means the default, as an unset one does), so that the kernels
+    and workers this process starts elsewhere (the notebooks run in notebooks/) find the same
+    folders."""
+    for name in PATH_VARIABLES:
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        if value.strip():
+            os.environ[name] = str(Path(value).expanduser().absolute())
+        else:
+            del os.environ[name]
+
+
 @contextmanager
 def without_torch_jit_warning():
     """torch's forward-mode AD (torch.func.jvp, hessian) loads its decompositions through

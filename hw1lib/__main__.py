@@ -4,10 +4,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import Hw1Error
+from . import Hw1Error, absolute_path_variables, results_root
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:  # an interrupt is one line at any moment, even while torch is still being imported
+        absolute_path_variables()
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"interrupted: every run completed so far is kept in {results_root()}; the same "
+              f"command continues from there", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hw1lib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -43,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--sections", nargs="*", default=None, help="e.g. 1.1 1.2 (default: all)")
     report.add_argument("--no-pdf", action="store_true", help="render the HTML only")
     report.add_argument("--jobs", type=int, default=None,
-                        help="notebooks executed at a time (default: all with a GPU, 1 without)")
+                        help="experiments trained, then notebooks executed, at a time (default: 3 "
+                             "with a GPU, 1 without)")
     common(report)
 
     args = parser.parse_args(argv)
@@ -86,12 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     except Hw1Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        from . import results_root
-
-        print(f"interrupted: every run completed so far is kept in {results_root()}; the same "
-              f"command continues from there", file=sys.stderr)
-        return 130
     return 0
 
 

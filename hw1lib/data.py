@@ -36,7 +36,8 @@ class DataError(Hw1Error):
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("HW1_DATA_DIR", PROJECT_ROOT / "data" / "mnist"))
+    """Where MNIST lives: $HW1_DATA_DIR, else (unset or empty) <project>/data/mnist."""
+    return Path(os.environ.get("HW1_DATA_DIR") or PROJECT_ROOT / "data" / "mnist")
 
 
 def sha256_of(path: Path) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import PROJECT_ROOT, Hw1Error, disclosure, results
+from . import PROJECT_ROOT, Hw1Error, absolute_path_variables, disclosure, results
 from .profiles import SIGNIFICANCE, check_profile
 from .train import device_description, resolve_device
 from .verdicts import anchor, markdown_table, verdicts
@@ -537,6 +537,7 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
 
     backend "ray": the notebooks' experiments run their groups of runs as Ray tasks, on the cluster
     at `address` or on one local Ray instance started here for the whole report."""
+    absolute_path_variables()  # the kernels run in notebooks/: relative folders would move
     backend = backend or os.environ.get("HW1_BACKEND") or "local"
     if backend not in ("local", "ray"):
         raise Hw1Error(f"unknown backend {backend!r}; valid: local, ray")

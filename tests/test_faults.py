@@ -276,3 +276,34 @@ def test_a_rerun_after_a_partial_group_equals_the_uninterrupted_run(results_dir,
         assert a["metrics"] == b["metrics"] and a["summary"]["final_loss"] == b["summary"]["final_loss"]
         state_a, state_b = results.load_state_dict(a), results.load_state_dict(b)
         assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_ctrl_c_while_the_cli_is_still_importing_is_the_same_one_line(results_dir):
+    # SIGINT 0.5 s after start: torch and the experiments are still being imported (about 2 s here)
+    import signal
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-m", "hw1lib", "run", "1.1-function", "--profile", "smoke"],
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "HW1_PROGRESS": "0"})
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert err.startswith("interrupted: every run completed so far is kept in") and err.count("\n") == 1, err
+
+
+def test_relative_and_empty_folder_variables_mean_one_folder_everywhere(tmp_path, monkeypatch):
+    # the kernels run in notebooks/: a relative $HW1_RESULTS_DIR must reach them as the folder the
+    # command was given in, and an empty $HW1_DATA_DIR means the default, as for the results
+    from hw1lib import PROJECT_ROOT
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HW1_RESULTS_DIR", "relres")
+    monkeypatch.setenv("HW1_DATA_DIR", "")
+    seen = {}
+    monkeypatch.setattr("hw1lib.report.build_report", lambda *a, **k: seen.update(os.environ))
+    assert main(["report", "--profile", "smoke", "--no-pdf"]) == 0
+    assert seen["HW1_RESULTS_DIR"] == str(tmp_path / "relres") and "HW1_DATA_DIR" not in seen
+    assert data.data_dir() == PROJECT_ROOT / "data" / "mnist"
+    monkeypatch.setenv("HW1_DATA_DIR", "mn")
+    main(["data", "verify"])
+    assert os.environ["HW1_DATA_DIR"] == str(tmp_path / "mn")
