@@ -139,9 +139,14 @@ class _Unreadable(Exception):
 
 
 def _read_run(folder: Path) -> dict:
-    """The stored run in `folder`; _Unreadable unless every file it wrote is there and readable."""
+    """The stored run in `folder`; _Unreadable unless every file it wrote is there and readable and
+    its config.json is that of the folder's key (a run copied or moved under another key is not
+    that key's run)."""
     try:
         config = json.loads((folder / "config.json").read_text())
+        if config_hash(config["config"]) != folder.name:
+            raise ValueError(f"its config.json is that of run {config_hash(config['config'])}, not of "
+                             f"{folder.name}")
         run = {"config": config["config"],
                "metrics": json.loads((folder / "metrics.json").read_text()),
                "summary": json.loads((folder / "summary.json").read_text()),

@@ -307,3 +307,18 @@ def test_relative_and_empty_folder_variables_mean_one_folder_everywhere(tmp_path
     monkeypatch.setenv("HW1_DATA_DIR", "mn")
     main(["data", "verify"])
     assert os.environ["HW1_DATA_DIR"] == str(tmp_path / "mn")
+
+
+def test_a_run_stored_under_another_key_is_not_served_as_that_keys_run(results_dir, capsys):
+    # a run folder whose config.json holds another seed (and could hold other code): moved aside
+    mine = results.cached_run("smoke", "exp", {"seed": 1, "code": "aaaa"}, compute_returning(1.0))
+    other = results.cached_run("smoke", "exp", {"seed": 2, "code": "bbbb"}, compute_returning(2.0))
+    import shutil
+    shutil.rmtree(mine["run_dir"])
+    shutil.copytree(other["run_dir"], mine["run_dir"])
+    calls = []
+    run = results.cached_run("smoke", "exp", {"seed": 1, "code": "aaaa"}, compute_returning(1.0, calls))
+    assert calls == [1.0] and not run["cached"] and run["summary"] == {"final": 1.0}
+    out = capsys.readouterr().out
+    assert f"its config.json is that of run {other['run_dir'].name}, not of {mine['run_dir'].name}" in out
+    assert results.cached_run("smoke", "exp", {"seed": 2, "code": "bbbb"}, compute_returning(9.0))["cached"]
