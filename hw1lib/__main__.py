@@ -73,7 +73,6 @@ def _main(argv: list[str] | None) -> int:
             from .experiments import get, run_experiment
             from .experiments.core import default_profile
             from .profiles import check_profile
-            from .results import experiment_dir
 
             get(args.experiment)  # unknown experiment: one line, before anything runs
             if args.address and args.backend != "ray":
@@ -84,8 +83,8 @@ def _main(argv: list[str] | None) -> int:
                                     args.backend, args.address)
             timing = result.summary["timing"]
             print(f"{args.experiment}: {timing['trained_now']} run(s) trained, "
-                  f"{timing['runs'] - timing['trained_now']} reused from the store; wrote "
-                  f"{experiment_dir(profile, args.experiment) / 'summary.json'}")
+                  f"{timing['runs'] - timing['trained_now']} reused from the store"
+                  + (f"; wrote {result.summary_path}" if result.summary_path else ""))
         else:
             from .report import build_report
 

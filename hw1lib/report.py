@@ -81,8 +81,43 @@ def _local_kernel_manager():
 
         @default("ip")
         def _default_ip(self):
-            return os.path.join(tempfile.gettempdir(), f"hw1-kernel-{uuid.uuid4().hex[:16]}")
+            return os.path.join(tempfile.gettempdir(), f"hw1-kernel-{os.getpid()}-{uuid.uuid4().hex[:16]}")
     return LocalKernelManager
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+# What a report leaves while it runs, each named with the id of the process that made it: its
+# temporary HTML and PDF, its private executed notebooks, its kernels' sockets.
+LEFTOVERS = ((lambda out: [out], re.compile(r"^\.hw1-report-.*\.(\d+)\.\d+\.(html|pdf)$")),
+             (lambda out: list((out / "executed").glob("*")), re.compile(r"^\.run-(\d+)$")),
+             (lambda out: [Path(tempfile.gettempdir())], re.compile(r"^hw1-kernel-(\d+)-")))
+
+
+def remove_stale_leftovers(out_dir: Path) -> list[Path]:
+    """Remove what killed reports left behind (their process is gone); returns what was removed."""
+    removed = []
+    for folders, pattern in LEFTOVERS:
+        for folder in folders(Path(out_dir)):
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                match = pattern.match(path.name)
+                if match and not _alive(int(match.group(1))):
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
 
 
 def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
@@ -526,6 +561,16 @@ def write_report_files(page: str, html_path: Path, pdf: bool = True) -> Path | N
         tmp_pdf.unlink(missing_ok=True)
 
 
+def _publish(executed: list[Path], public: Path) -> None:
+    """Move this report's executed notebooks from its private folder to `public`, each replaced
+    whole, and remove the private folder."""
+    for path in executed:
+        if path.exists():
+            os.replace(path, public / path.name)
+    if executed:
+        shutil.rmtree(executed[0].parent, ignore_errors=True)
+
+
 def build_report(profile: str | None = None, device: str = "auto", seed: int = 0,
                  sections: list[str] | None = None, force: bool = False,
                  out_dir: Path = REPORT_DIR, pdf: bool = True, backend: str | None = None,
@@ -568,11 +613,17 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
         if device_type == "cpu" and backend == "local" and min(jobs, len(notebooks)) > 1:
             threads = kernel_threads(min(jobs, len(notebooks)))
             device_text = f"cpu ({threads} thread{'' if threads == 1 else 's'} per notebook)"
-        from .experiments.core import default_profile
+        from .experiments.core import check_parameters, default_profile
 
         profile = check_profile(profile or default_profile(device, backend, address))
+        check_parameters(profile, device, seed, force)  # one line before anything runs or is replaced
         chosen = chosen_experiments(sections)
-        executed = [out_dir / "executed" / profile / nb.name for nb in notebooks]
+        remove_stale_leftovers(out_dir)
+        # executed into a folder of this process's own, so that two reports of one profile at once
+        # never render each other's half-executed notebooks; published when done
+        public = out_dir / "executed" / profile
+        private = public / f".run-{os.getpid()}"
+        executed = [private / nb.name for nb in notebooks]
         start = time.perf_counter()
         # every experiment's missing runs first, side by side (in this process where the runs are
         # Ray tasks, which share out the work themselves); the notebooks then load them
@@ -580,8 +631,12 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
                                     1 if backend == "ray" else jobs)
         print(f"report: {sum(trained.values())} runs trained in {time.perf_counter() - start:.0f} s", flush=True)
         params = {"profile": profile, "device": device, "seed": seed, "force": False}
-        timings = execute_notebooks(list(zip(notebooks, executed)), params, jobs,
-                                    f" (profile {profile}, device {device}, backend {backend})")
+        try:
+            timings = execute_notebooks(list(zip(notebooks, executed)), params, jobs,
+                                        f" (profile {profile}, device {device}, backend {backend})")
+        except Hw1Error as exc:  # a failed notebook's copy is kept where the others are
+            _publish(executed, public)
+            raise Hw1Error(str(exc).replace(str(private), str(public))) from None
         wall = time.perf_counter() - start
     finally:  # leave the process as it was: no Ray instance of ours, no backend in the environment
         if ray is not None and started_ray:
@@ -599,6 +654,7 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
                                             experiment_times(profile, chosen),
                                             (min(jobs, len(notebooks)), wall)),
                        disclosure.settings_markdown())
+    _publish(executed, public)
     every = [e.section for e in in_order]
     part = sorted(set(sections), key=every.index) if sections and set(every) - set(sections) else None
     html_path = report_path(out_dir, profile, sections=part)

@@ -150,6 +150,10 @@ def test_a_complete_read_only_cache_is_read(results_dir, monkeypatch, capsys):
     assert again.runs["final_loss"].tolist() == first.runs["final_loss"].tolist()
     assert "is read-only" in capsys.readouterr().out
     assert (folder / "summary.json").read_text() == summary_before
+    assert again.summary_path is None and first.summary_path == folder / "summary.json"
+    assert main(["run", "1.1-function", "--profile", "smoke", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out  # says it left summary.json as it was, and not that it wrote it
+    assert "summary.json left as it was" in out and "wrote" not in out
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -217,7 +221,7 @@ def test_run_help_lists_the_experiments_and_run_picks_the_profile_like_report(ca
 
     def fake_run(exp, profile, *args):  # records the profile; a result with nothing trained
         seen["profile"] = profile
-        return SimpleNamespace(summary={"timing": {"runs": 0, "trained_now": 0}})
+        return SimpleNamespace(summary={"timing": {"runs": 0, "trained_now": 0}}, summary_path=None)
     monkeypatch.setattr("hw1lib.experiments.run_experiment", fake_run)
     import torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

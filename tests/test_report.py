@@ -446,3 +446,58 @@ def test_an_experiment_waits_for_the_one_it_runs_in_turn(tmp_path, results_dir, 
     out = capsys.readouterr().out
     assert trained["1.2-pca"] > 0 and trained["1.2-error-surface"] > 0
     assert out.index("report: 1.2-pca: ") < out.index("report: training 1.2-error-surface")
+
+
+def test_a_report_executes_into_a_folder_of_its_own_and_publishes_when_done(tmp_path, results_dir, monkeypatch):
+    # two reports of one profile at once must not render each other's half-executed notebooks:
+    # each executes into executed/<profile>/.run-<pid>/ and moves its copies out when it is done
+    import shutil
+    public = tmp_path / "report" / "executed" / "smoke"
+    public.mkdir(parents=True)
+    (public / "1.1-deep-vs-shallow.ipynb").write_text("another report's copy")
+    seen = []
+
+    def execute(pairs, parameters, jobs, label=""):
+        for notebook, target in pairs:
+            seen.append(target)
+            assert target.parent == public / f".run-{os.getpid()}"
+            assert (public / notebook.name).read_text() == "another report's copy"  # not touched yet
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(notebook, target)
+        return {notebook.stem: 1.0 for notebook, _ in pairs}
+    monkeypatch.setattr(report, "train_experiments", lambda *a, **k: {})
+    monkeypatch.setattr(report, "execute_notebooks", execute)
+    report.build_report("smoke", device="cpu", sections=["1.1"], out_dir=tmp_path / "report", pdf=False)
+    assert len(seen) == 1 and not seen[0].parent.exists()
+    assert nbformat.read(public / "1.1-deep-vs-shallow.ipynb", as_version=4).cells  # this report's copy
+
+
+def test_a_bad_seed_is_refused_before_anything_runs_or_is_replaced(tmp_path, results_dir, monkeypatch):
+    monkeypatch.setattr(report, "train_experiments", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(Hw1Error, match="seed must be a whole number ≥ 0; got -5"):
+        report.build_report("smoke", device="cpu", seed=-5, out_dir=tmp_path / "report", pdf=False)
+    assert not (tmp_path / "report" / "executed").exists()
+
+
+def test_what_killed_reports_left_is_removed_and_what_running_ones_use_is_kept(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead, alive = gone.pid, os.getpid()
+    out, temp = tmp_path / "report", tmp_path / "tmp"
+    (out / "executed" / "smoke" / f".run-{dead}").mkdir(parents=True)
+    (out / "executed" / "smoke" / f".run-{alive}").mkdir(parents=True)
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    made = [out / f".hw1-report-smoke.{dead}.17.html", out / f".hw1-report-smoke.{dead}.17.pdf",
+            out / f".hw1-report-quick.{alive}.18.html", out / "hw1-report-smoke.html",
+            temp / f"hw1-kernel-{dead}-0123abcd-1", temp / f"hw1-kernel-{alive}-4567ef01-1",
+            temp / "unrelated-file"]
+    for path in made:
+        path.write_text("x")
+    removed = set(report.remove_stale_leftovers(out))
+    assert removed == {made[0], made[1], made[4], out / "executed" / "smoke" / f".run-{dead}"}
+    assert all(p.exists() for p in made if p not in removed)
+    assert (out / "executed" / "smoke" / f".run-{alive}").exists()

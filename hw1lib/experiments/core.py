@@ -65,6 +65,7 @@ class ExperimentResult:
     history: pd.DataFrame
     summary: dict
     stored: list[dict]
+    summary_path: Path | None = None  # where summary.json was written by this call (None: not written)
 
     def _matching(self, table: pd.DataFrame, where: dict) -> pd.DataFrame:
         """The rows of `table` matching every field = value of `where`; a field or value that no run
@@ -376,7 +377,7 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
     if writable and write_summary:
         if exp.write_files:
             exp.write_files(result, folder)
-        results.write_summary(profile, experiment_id, summary)  # last: its presence means complete
+        result.summary_path = results.write_summary(profile, experiment_id, summary)  # last: means complete
     elif not writable:
         print(f"results: {folder} is read-only; read every stored run, summary.json left as it was")
     return result
