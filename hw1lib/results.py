@@ -178,6 +178,17 @@ def _locked(lock_path: Path, what: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def group_locked(profile: str, experiment: str, configs: list[dict]):
+    """Hold one lock for a group of runs trained together, so that a second process that would
+    train the same group waits for the first (saying so) and then finds its runs stored, instead of
+    training them too. Separate from the runs' own locks, which storing each run takes."""
+    runs = ensure_writable(experiment_dir(profile, experiment) / "runs")
+    key = config_hash(sorted(config_hash(c) for c in configs))
+    with _locked(runs / f".group-{key}.lock", f"{experiment}'s group of {len(configs)} run(s)"):
+        yield
+
+
 def _write_run(runs: Path, key: str, config: dict, result: dict) -> Path:
     """Write a run into a new temporary folder in `runs` and return it (not yet in place)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=runs))

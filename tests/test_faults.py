@@ -326,3 +326,19 @@ def test_a_run_stored_under_another_key_is_not_served_as_that_keys_run(results_d
     out = capsys.readouterr().out
     assert f"its config.json is that of run {other['run_dir'].name}, not of {mine['run_dir'].name}" in out
     assert results.cached_run("smoke", "exp", {"seed": 2, "code": "bbbb"}, compute_returning(9.0))["cached"]
+
+
+def test_two_processes_of_one_experiment_train_each_group_once(results_dir):
+    # started together without --force: the second waits for each group the first is training,
+    # says so, and reuses its runs instead of training them too
+    import subprocess
+    import sys
+    command = [sys.executable, "-m", "hw1lib", "run", "1.1-function", "--profile", "smoke", "--device", "cpu"]
+    env = {**os.environ, "HW1_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                for _ in range(2)]
+    outputs = [child.communicate(timeout=300) for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    trained = [int(re.search(r"1.1-function: (\d+) run\(s\) trained", out).group(1)) for out, _ in outputs]
+    assert sum(trained) == 12, outputs  # 3 nets × 2 targets × 2 seeds, each trained once
+    assert any("waiting for another process" in out for out, _ in outputs), outputs

@@ -166,20 +166,25 @@ def _train(exp: Experiment, settings: dict, jobs: list[dict], dev: torch.device)
 
 
 def _train_and_store(experiment_id: str, profile: str, settings: dict, jobs: list[dict],
-                     configs: list[dict], device_type: str, force: bool) -> str:
-    """Train one group's `jobs` together and store each as its own run; returns where it ran."""
+                     configs: list[dict], device_type: str, force: bool) -> tuple[str, list[str]]:
+    """Train one group's `jobs` together and store each as its own run; returns where it ran and
+    the keys of the runs it trained. Under the group's lock: a process that finds the group being
+    trained waits, and trains nothing if the other one stored every run meanwhile."""
     exp = get(experiment_id)
     dev = torch.device(device_type)
-    start = time.perf_counter()
-    outputs = _train(exp, settings, jobs, dev)
-    seconds = (time.perf_counter() - start) / len(jobs)
-    for config, out in zip(configs, outputs):
-        out["summary"].update(seconds=seconds, trained_together=len(jobs))
-        results.cached_run(profile, experiment_id, config, lambda out=out: out, force=force)
-    return device_description(dev)
+    with results.group_locked(profile, experiment_id, configs):
+        if not force and all(results.is_stored(profile, experiment_id, c) for c in configs):
+            return device_description(dev), []  # stored by another process while this one waited
+        start = time.perf_counter()
+        outputs = _train(exp, settings, jobs, dev)
+        seconds = (time.perf_counter() - start) / len(jobs)
+        for config, out in zip(configs, outputs):
+            out["summary"].update(seconds=seconds, trained_together=len(jobs))
+            results.cached_run(profile, experiment_id, config, lambda out=out: out, force=force)
+    return device_description(dev), [results.config_hash(c) for c in configs]
 
 
-def _ray_task(results_dir: str, code: str, threads: int, *args) -> str:
+def _ray_task(results_dir: str, code: str, threads: int, *args) -> tuple[str, list[str]]:
     """_train_and_store on a Ray worker, writing to the driver's results folder with its code and
     with the driver's number of torch threads: some CPU reductions round differently with the
     thread count, and Ray would give the task one."""
@@ -255,8 +260,10 @@ def default_profile(device: str, backend: str | None = None, address: str | None
 
 
 def _run_groups(experiment_id: str, profile: str, s: dict, work: list[tuple[list, list]],
-                device_type: str, force: bool, backend: str, code: str) -> list[str]:
-    """Train and store every (jobs, configs) group of `work`; the devices they ran on."""
+                device_type: str, force: bool, backend: str, code: str) -> list[tuple[str, list[str]]]:
+    """Train and store every (jobs, configs) group of `work`; per group, in the order they
+    finished: the device it ran on and the keys of the runs trained (none where another process
+    had stored them while this one waited)."""
     bar = tqdm(total=len(work), desc=experiment_id, disable=not show_progress() or not work)
     if backend == "local":
         where = []
@@ -335,10 +342,12 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
     # member's last bits depend on the batch it was trained in. Its stored runs are kept as they are
     # (the same numbers), the missing ones stored.
     todo = [members for members in groups.values() if missing & set(members)]
-    where = _run_groups(experiment_id, profile, s, [([jobs[i] for i in t], [configs[i] for i in t])
-                                                    for t in todo],
-                        device_type, force, backend, code)
-    trained_now = missing
+    outcomes = _run_groups(experiment_id, profile, s, [([jobs[i] for i in t], [configs[i] for i in t])
+                                                       for t in todo],
+                           device_type, force, backend, code)
+    where = [w for w, keys in outcomes if keys]
+    trained_keys = {key for _, keys in outcomes for key in keys}
+    trained_now = {i for i in missing if results.config_hash(configs[i]) in trained_keys}
     unseen = [i for i in trained_now if not results.is_stored(profile, experiment_id, configs[i])]
     if unseen:  # the tasks wrote to a folder that is not this one: never train them again here
         raise Hw1Error(f"{experiment_id}: the Ray tasks stored {len(unseen)} run(s) that this process "
