@@ -11,6 +11,7 @@ processes from computing or swapping the same run at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -102,18 +103,60 @@ def _umask() -> int:
 FILE_MODE, DIR_MODE = 0o666 & ~_umask(), 0o777 & ~_umask()
 
 
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no space left, over the file-size limit, over quota
+
+
+def _size(value) -> int:
+    """About how many bytes `value` takes written (tensors and arrays by their data, the rest as text)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, numpy.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_size(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_size(v) for v in value)
+    return len(str(value))
+
+
+@contextlib.contextmanager
+def disk_space(folder: Path, data=None):
+    """A write into `folder` that fails for want of space (or over the file-size limit) becomes one
+    Hw1Error line naming the folder and about how much the write needed; torch reports such a
+    failure as a RuntimeError from its zip writer, which is caught too."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        torch_write = isinstance(exc, RuntimeError) and any(
+            s in str(exc) for s in ("inline_container", "iostream error", "file write failed"))
+        if not (torch_write or isinstance(exc, OSError) and exc.errno in FULL):
+            raise
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        try:
+            free = f"{shutil.disk_usage(folder).free / 1e6:,.1f} MB free there"
+        except OSError:
+            free = "no space left"
+        where = (f"files are limited to {limit / 1e3:,.0f} kB (ulimit -f)" if limit != resource.RLIM_INFINITY
+                 else free)
+        need = f", and this write needs about {_size(data) / 1e6:,.2f} MB" if data is not None else ""
+        raise Hw1Error(f"cannot write to {folder}: {where}{need}; free some space (or raise the limit) or "
+                       "set HW1_RESULTS_DIR to another disk") from None
+
+
 def write_json_atomic(path: Path, data) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True, default=_json_default, allow_nan=False)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with disk_space(path.parent, data):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True, default=_json_default, allow_nan=False)
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def ensure_writable(folder: Path) -> Path:
@@ -191,6 +234,11 @@ def group_locked(profile: str, experiment: str, configs: list[dict]):
 
 def _write_run(runs: Path, key: str, config: dict, result: dict) -> Path:
     """Write a run into a new temporary folder in `runs` and return it (not yet in place)."""
+    with disk_space(runs, result):
+        return _write_run_files(runs, key, config, result)
+
+
+def _write_run_files(runs: Path, key: str, config: dict, result: dict) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=runs))
     try:
         files = ["config.json", "metrics.json", "summary.json"]
@@ -265,14 +313,15 @@ def load_state_dict(run: dict, device: str | torch.device = "cpu") -> dict:
 def save_torch_atomic(path: Path, obj) -> None:
     """torch.save to a temporary name beside `path`, then rename: never a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with disk_space(path.parent, obj):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.save(obj, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def read_summary(profile: str, experiment: str) -> dict | None:

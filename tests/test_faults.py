@@ -342,3 +342,32 @@ def test_two_processes_of_one_experiment_train_each_group_once(results_dir):
     trained = [int(re.search(r"1.1-function: (\d+) run\(s\) trained", out).group(1)) for out, _ in outputs]
     assert sum(trained) == 12, outputs  # 3 nets × 2 targets × 2 seeds, each trained once
     assert any("waiting for another process" in out for out, _ in outputs), outputs
+
+
+def test_a_file_size_limit_while_writing_a_torch_file_is_one_line(results_dir):
+    # ulimit -f 20: torch's zip writer fails on endpoints.pt (or a model.pt) in its own words
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 1024, resource.RLIM_INFINITY))
+    child = subprocess.run([sys.executable, "-m", "hw1lib", "run", "1.2-minimal-ratio", "--profile", "smoke",
+                            "--device", "cpu"], capture_output=True, text=True, preexec_fn=limit,
+                           env={**os.environ, "HW1_PROGRESS": "0"}, timeout=300)
+    assert child.returncode == 1 and child.stderr.count("\n") == 1, child.stderr
+    assert re.match(rf"error: cannot write to {re.escape(str(results_dir))}/smoke/1.2-minimal-ratio\S*: files "
+                    r"are limited to 20 kB \(ulimit -f\), and this write needs about [\d.]+ MB", child.stderr)
+
+
+def test_no_space_left_while_writing_json_is_one_line_naming_the_folder(results_dir, monkeypatch):
+    import errno
+    import json
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(json, "dump", full)
+    with pytest.raises(Hw1Error, match=r"cannot write to .*/smoke/exp/runs: [\d,.]+ MB free there, and this "
+                                       r"write needs about [\d.]+ MB; free some space"):
+        results.cached_run("smoke", "exp", {"k": 5}, compute_returning(1.0))
+    assert visible(results.experiment_dir("smoke", "exp") / "runs") == []  # nothing half-written left
