@@ -148,8 +148,9 @@ TABLES: dict[str, tuple[str, list[Row]]] = {
             "for a larger batch, as the section says)"),
         Row("data", NOT_STATED + " (MNIST)", ("train_size",), "the whole training set", none=ALL_IMAGES),
         Row("seeds", NOT_STATED + " (one run per batch size)", ("seeds",), SPREAD),
-        Row("sharpness", NOT_IN_SEED, ("epsilon", "ascent_steps", "sharpness_images"),
-            "beyond the seed: ε-sharpness (Keskar et al. 2017) beside the sensitivity"),
+        Row("sharpness", NOT_IN_SEED, ("epsilon", "ascent_steps", "lanczos_tol", "sharpness_images"),
+            "beyond the seed: ε-sharpness (Keskar et al. 2017) and the top Hessian eigenvalue (Lanczos, "
+            "to relative accuracy `lanczos_tol`) beside the sensitivity"),
     ]),
 }
 

@@ -225,7 +225,9 @@ EXPERIMENTS = {
         "protocols": ["epochs", "steps"], "equal_steps_epochs": 1,
         # Keskar et al.'s ε-sharpness: box |θ'ᵢ − θᵢ| ≤ ε(|θᵢ| + 1), projected sign-gradient ascent
         "epsilon": 1e-3, "ascent_steps": 10,
-        "power_iterations": 20,  # for the largest Hessian eigenvalue
+        # the largest Hessian eigenvalue (in magnitude) by Lanczos (scipy eigsh) on Hessian-vector
+        # products, to this relative accuracy
+        "lanczos_tol": 1e-6,
         "scale": {  # sharpness on the first `sharpness_images` training images
             "full": {"epochs": 10, "seeds": 3, "train_size": None, "sharpness_images": 10_000},
             "quick": {"epochs": 5, "seeds": 2, "train_size": 5000, "sharpness_images": 2000},

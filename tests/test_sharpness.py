@@ -1,4 +1,6 @@
 """Sensitivity and sharpness against closed forms and plain autograd on tiny nets."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from torch import nn
 
 from hw1lib import Hw1Error
 from hw1lib.models import build_model
-from hw1lib.sharpness import epsilon_sharpness, input_sensitivity, top_hessian_eigenvalue
+from hw1lib.sharpness import epsilon_sharpness, input_sensitivity, lanczos_top_eigenvalue, top_hessian_eigenvalue
 
 TINY = {"kind": "mlp", "widths": [5, 4, 3], "activation": "tanh"}
 
@@ -39,14 +41,16 @@ def test_sensitivity_matches_a_per_sample_autograd_jacobian_loop():
     np.testing.assert_allclose(input_sensitivity(model, x, batch_size=4).numpy(), expected, rtol=1e-5)
 
 
-def test_top_hessian_eigenvalue_matches_the_exact_hessians_spectrum():
-    torch.manual_seed(2)
-    model = build_model(TINY).double()
-    x, y = _data()
-    x = x.double()
+SMALL = {"kind": "mlp", "widths": [8, 16, 6], "activation": "tanh"}  # 246 parameters
+
+
+def _exact_hessian_eigenvalues(model, x, y):
+    """Every eigenvalue of the full Hessian of the mean cross-entropy at the model's weights, built
+    entry by entry by reverse-over-reverse autograd on one flat float64 vector, then numpy's eigvalsh."""
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    reference = copy.deepcopy(model).double()
 
     def loss_of(theta):
         params, start = {}, 0
@@ -54,13 +58,44 @@ def test_top_hessian_eigenvalue_matches_the_exact_hessians_spectrum():
             size = int(np.prod(shape))
             params[name] = theta[start:start + size].view(shape)
             start += size
-        return F.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
+        return F.cross_entropy(torch.func.functional_call(reference, params, (x.double(),)), y)
 
-    eigenvalues = np.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, flat).numpy())
+    hessian = torch.autograd.functional.hessian(loss_of, flat).numpy()
+    assert hessian.shape == (246, 246)
+    return np.linalg.eigvalsh(hessian)
+
+
+@pytest.mark.parametrize("dtype, rel", [(torch.float64, 1e-6), (torch.float32, 1e-5)])
+def test_top_hessian_eigenvalue_matches_the_exact_hessians_spectrum(dtype, rel):
+    # float64 to the tolerance asked for; float32, the dtype of the trained models, to its rounding
+    torch.manual_seed(2)
+    model = build_model(SMALL).to(dtype)
+    x, y = _data(n=40, features=8, classes=6)
+    eigenvalues = _exact_hessian_eigenvalues(model, x, y)
     largest = eigenvalues[np.argmax(np.abs(eigenvalues))]
-    assert top_hessian_eigenvalue(model, x, y, iterations=300) == pytest.approx(largest, rel=1e-4)
-    with pytest.raises(Hw1Error, match="iterations"):
-        top_hessian_eigenvalue(model, x, y, iterations=0)
+    assert top_hessian_eigenvalue(model, x.to(dtype), y, tol=1e-6) == pytest.approx(largest, rel=rel)
+    # the same weights, the same value: a fixed starting vector
+    assert top_hessian_eigenvalue(model, x.to(dtype), y) == top_hessian_eigenvalue(model, x.to(dtype), y)
+    with pytest.raises(Hw1Error, match="tolerance"):
+        top_hessian_eigenvalue(model, x, y, tol=-1e-6)
+
+
+@pytest.mark.parametrize("spectrum, expected", [((-5.0, 2.0, 1.0, 0.5, 0.0, -1.0), -5.0),
+                                                 ((5.0, -2.0, 1.0, 0.5, 0.0, -4.0), 5.0)])
+def test_lanczos_top_eigenvalue_is_the_largest_in_magnitude_with_its_sign(spectrum, expected):
+    # a quadratic loss ½ θᵀAθ with A = Q diag(spectrum) Qᵀ in a random basis, θ split over two tensors:
+    # its Hessian is A everywhere. Where the largest magnitude is negative, the largest algebraic
+    # eigenvalue (2) differs from it (−5): the function returns the one of largest magnitude, as
+    # the power iteration it replaces did, and the 1.3d prose says ("in magnitude")
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+    a = q @ torch.diag(torch.tensor(spectrum, dtype=torch.float64)) @ q.T
+
+    def loss(params):
+        theta = torch.cat([params["w"].flatten(), params["b"]])
+        return 0.5 * theta @ a @ theta
+
+    params = {"w": torch.randn(2, 2, dtype=torch.float64), "b": torch.randn(2, dtype=torch.float64)}
+    assert lanczos_top_eigenvalue(loss, params, tol=1e-6) == pytest.approx(expected, rel=1e-9)
 
 
 def test_epsilon_sharpness_is_zero_without_a_box_and_above_random_points_of_the_box():
@@ -105,7 +140,7 @@ def test_forward_mode_hessian_products_do_not_print_torchs_jit_warning():
             "from hw1lib.sharpness import top_hessian_eigenvalue\n"
             "torch.manual_seed(0)\n"
             "model = build_model({'kind': 'mlp', 'widths': [5, 4, 3], 'activation': 'tanh'})\n"
-            "top_hessian_eigenvalue(model, torch.randn(8, 5), torch.randint(0, 3, (8,)), iterations=2)\n")
+            "top_hessian_eigenvalue(model, torch.randn(8, 5), torch.randint(0, 3, (8,)), tol=1e-2)\n")
     run = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -10,6 +10,7 @@ from hw1lib.stats import (
     describe_time_difference,
     false_separation_chance,
     mean_curve,
+    rank_correlation,
     scaled,
     separated,
     spread,
@@ -93,3 +94,94 @@ def test_signed_numbers_use_a_typographic_minus():
     from hw1lib.stats import signed
     assert signed(-0.98) == "−0.98" and signed(0.5) == "0.50" and signed(-0.72, "+.2f") == "−0.72"
     assert signed(1.75, "+.2f") == "+1.75"
+
+
+# ---------------------------------------------------------------- rank correlation
+# The references below rank by hand and enumerate every pairing with itertools; none of them calls
+# scipy, which rank_correlation uses.
+
+def _average_ranks(values):
+    """1-based ranks, ties sharing the mean of the ranks they span: #smaller + (#equal + 1) / 2."""
+    return [sum(w < v for w in values) + Fraction(sum(w == v for w in values) + 1, 2) for v in values]
+
+
+def _pearson(x, y):
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    return float(sxy) / float(sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y)) ** 0.5
+
+
+def _spearman_without_ties(x, y):
+    """The textbook formula, exact: 1 − 6 Σd² / (n(n² − 1)), d the rank differences."""
+    n = len(x)
+    d2 = sum((a - b) ** 2 for a, b in zip(_average_ranks(x), _average_ranks(y)))
+    return 1 - Fraction(6 * d2, n * (n * n - 1))
+
+
+def _every_pairing(a, b, rho_of):
+    """ρ of a against every ordering of b (n! of them, each once)."""
+    return [rho_of(a, [b[i] for i in order]) for order in itertools.permutations(range(len(b)))]
+
+
+def _two_sided(null, observed, slack=0):
+    """Twice the smaller tail of the exact null at the observed ρ, at most 1."""
+    less = sum(r <= observed + slack for r in null)
+    greater = sum(r >= observed - slack for r in null)
+    return min(1, Fraction(2 * min(less, greater), len(null)))
+
+
+NO_TIES = [  # n = 6: 720 pairings, fewer than the 10,000 resamples, so the test is exact
+    ([1.0, 2, 3, 4, 5, 6], [6.0, 5, 4, 2, 3, 1]),          # strongly negative, ρ = −0.94
+    ([0.3, 1.2, -0.5, 2.2, 0.9, 1.7], [1.0, 2.5, 0.1, 3.3, 0.4, 2.8]),  # strongly positive
+    ([1.0, 2, 3, 4, 5, 6], [2.0, 6, 1, 5, 3, 4]),          # weak
+]
+
+
+@pytest.mark.parametrize("a, b", NO_TIES)
+def test_rank_correlation_matches_an_exhaustive_enumeration_without_ties(a, b):
+    rho, p = rank_correlation(np.array(a), np.array(b))
+    exact_rho = _spearman_without_ties(a, b)
+    assert rho == pytest.approx(float(exact_rho), abs=1e-12)
+    null = _every_pairing(a, b, _spearman_without_ties)
+    assert len(null) == 720
+    exact_p = _two_sided(null, exact_rho)
+    # without ties the null is symmetric, so twice the smaller tail is also P(|ρ*| ≥ |ρ|)
+    assert exact_p == Fraction(sum(abs(r) >= abs(exact_rho) for r in null), len(null))
+    assert p == pytest.approx(float(exact_p), abs=1e-12)
+
+
+def test_rank_correlation_with_ties_matches_an_exhaustive_enumeration():
+    a = [1.0, 1.0, 2.0, 3.0, 3.0, 3.0]
+    b = [0.5, 0.7, 0.7, 0.9, 2.0, 2.0]
+    rho, p = rank_correlation(np.array(a), np.array(b))
+    ranked_a, ranked_b = _average_ranks(a), _average_ranks(b)
+    assert ranked_a == [Fraction(3, 2)] * 2 + [3] + [5] * 3
+    expected = _pearson(ranked_a, ranked_b)  # Spearman with ties: Pearson's r of the average ranks
+    assert rho == pytest.approx(expected, abs=1e-12)
+    assert rho > 0.8
+    null = _every_pairing(ranked_a, ranked_b, _pearson)
+    assert p == pytest.approx(float(_two_sided(null, expected, slack=1e-9)), abs=1e-12)
+    assert p < 0.2
+
+
+def test_rank_correlation_samples_pairings_with_a_fixed_generator_beyond_its_budget():
+    # n = 8: 40,320 pairings, more than the 2,000 resamples asked for, so they are sampled
+    a = [1.0, 2, 3, 4, 5, 6, 7, 8]
+    b = [3.0, 1, 2, 6, 4, 8, 5, 7]
+    rho, p = rank_correlation(np.array(a), np.array(b), permutations=2000)
+    assert (rho, p) == rank_correlation(np.array(a), np.array(b), permutations=2000)  # same data, same p
+    exact_rho = _spearman_without_ties(a, b)
+    assert rho == pytest.approx(float(exact_rho), abs=1e-12)
+    rb = np.array([float(r) for r in _average_ranks(b)])
+    orders = np.array(list(itertools.permutations(range(8))))
+    null = 1 - 6 * ((np.arange(1, 9) - rb[orders]) ** 2).sum(1) / (8 * 63)
+    exact_p = 2 * min((null <= float(exact_rho) + 1e-9).mean(), (null >= float(exact_rho) - 1e-9).mean())
+    assert 0.01 < exact_p < 0.2
+    # a Monte-Carlo estimate of a proportion: within 4 standard errors, plus the +1 offset
+    assert p == pytest.approx(exact_p, abs=4 * np.sqrt(exact_p * (1 - exact_p) / 2000) + 2 / 2000)
+
+
+def test_rank_correlation_needs_three_runs_and_two_values_in_each_column():
+    assert rank_correlation(np.array([1.0, 2.0]), np.array([2.0, 1.0])) == (None, None)
+    assert rank_correlation(np.array([1.0, 2.0, 3.0]), np.array([4.0, 4.0, 4.0])) == (None, None)
+    assert rank_correlation(np.array([5.0, 5.0, 5.0, 5.0]), np.array([1.0, 2.0, 3.0, 4.0])) == (None, None)

@@ -389,7 +389,7 @@ def train_batch_sizes(s: dict, jobs: list[dict], device: torch.device) -> list[d
     k = min(s["sharpness_images"], n)
     measured = measure_models(models, data.test_x, data.train_x[:k], data.train_y[:k],
                               epsilon=s["epsilon"], steps=s["ascent_steps"],
-                              iterations=s["power_iterations"], desc=f"batch {batch_size}: measures")
+                              tol=s["lanczos_tol"], desc=f"batch {batch_size}: measures")
     return [{"metrics": {"history": m["history"]},
              "summary": {"train_size": n, "test_size": len(data.test_x), "sharpness_images": k,
                          "epochs": epochs, "steps": epochs * -(-n // batch_size),
