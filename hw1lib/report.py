@@ -571,14 +571,32 @@ def _publish(executed: list[Path], public: Path) -> None:
         shutil.rmtree(executed[0].parent, ignore_errors=True)
 
 
+def _backend(backend: str, device: str, address: str | None) -> tuple:
+    """Where the runs go, set in the environment for the kernels: (the Ray module or None, whether
+    this call started the Ray instance, the device type, the device as the front page states it)."""
+    if backend == "ray":  # the kernels join this process's Ray instance through the environment
+        from .experiments.core import cluster_device, connect_ray
+
+        joined = getattr(sys.modules.get("ray"), "is_initialized", lambda: False)()
+        ray = connect_ray(address)
+        device_type = cluster_device(device, ray)  # a clear error before any notebook starts
+        where = ray.get_runtime_context().gcs_address
+        os.environ.update(HW1_BACKEND="ray", HW1_RAY_ADDRESS=where)
+        # a Ray instance this process had joined before stays
+        return ray, not joined, device_type, f"{device_type}, on the Ray cluster at {where}"
+    os.environ["HW1_BACKEND"] = "local"
+    resolved = resolve_device(device)  # a clear error first
+    return None, False, resolved.type, device_description(resolved)
+
+
 def build_report(profile: str | None = None, device: str = "auto", seed: int = 0,
                  sections: list[str] | None = None, force: bool = False,
                  out_dir: Path = REPORT_DIR, pdf: bool = True, backend: str | None = None,
                  address: str | None = None, jobs: int | None = None) -> dict:
     """Execute the section notebooks and render out_dir/hw1-report-<profile>.html (and .pdf).
 
-    jobs: notebooks executed at a time (default: all of them where the runs go to a GPU, one on a
-    CPU, where they would only share the same cores).
+    jobs: experiments trained, then notebooks executed, at a time (default: three where the runs
+    go to a GPU, one on a CPU, where they would only share the same cores).
 
     backend "ray": the notebooks' experiments run their groups of runs as Ray tasks, on the cluster
     at `address` or on one local Ray instance started here for the whole report."""
@@ -595,20 +613,7 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     saved = {k: os.environ.get(k) for k in ("HW1_BACKEND", "HW1_RAY_ADDRESS")}
     ray, started_ray = None, False
     try:
-        if backend == "ray":  # the kernels join this process's Ray instance through the environment
-            from .experiments.core import cluster_device, connect_ray
-
-            joined = getattr(sys.modules.get("ray"), "is_initialized", lambda: False)()
-            ray = connect_ray(address)
-            started_ray = not joined  # a Ray instance this process had joined before stays
-            device_type = cluster_device(device, ray)  # a clear error before any notebook starts
-            where = ray.get_runtime_context().gcs_address
-            os.environ.update(HW1_BACKEND="ray", HW1_RAY_ADDRESS=where)
-            device_text = f"{device_type}, on the Ray cluster at {where}"
-        else:
-            os.environ["HW1_BACKEND"] = "local"
-            resolved = resolve_device(device)  # a clear error first
-            device_type, device_text = resolved.type, device_description(resolved)
+        ray, started_ray, device_type, device_text = _backend(backend, device, address)
         jobs = jobs if jobs is not None else (len(notebooks) if device_type == "cuda" else 1)
         if device_type == "cpu" and backend == "local" and min(jobs, len(notebooks)) > 1:
             threads = kernel_threads(min(jobs, len(notebooks)))

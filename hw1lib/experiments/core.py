@@ -299,6 +299,44 @@ def _run_groups(experiment_id: str, profile: str, s: dict, work: list[tuple[list
     return where
 
 
+def _train_missing(exp: Experiment, profile: str, s: dict, jobs: list[dict], configs: list[dict],
+                   device_type: str, force: bool, backend: str, code: str) -> tuple[list[dict], list[str]]:
+    """Train the groups with a run missing (each whole), then read every run; returns the stored
+    runs (`cached`: not trained by this call) and the devices this call trained on."""
+    experiment_id = exp.id
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(tuple(job[f] for f in exp.group_by), []).append(i)
+    group_of = {i: members for members in groups.values() for i in members}
+    missing = {i for i in range(len(jobs)) if force or not results.is_stored(profile, experiment_id, configs[i])}
+    # A group with any run missing trains whole, as an uninterrupted call would have trained it: a
+    # member's last bits depend on the batch it was trained in. Its stored runs are kept as they are
+    # (the same numbers), the missing ones stored.
+    todo = [members for members in groups.values() if missing & set(members)]
+    outcomes = _run_groups(experiment_id, profile, s, [([jobs[i] for i in t], [configs[i] for i in t])
+                                                       for t in todo],
+                           device_type, force, backend, code)
+    where = [w for w, keys in outcomes if keys]
+    trained_keys = {key for _, keys in outcomes for key in keys}
+    trained_now = {i for i in missing if results.config_hash(configs[i]) in trained_keys}
+    unseen = [i for i in trained_now if not results.is_stored(profile, experiment_id, configs[i])]
+    if unseen:  # the tasks wrote to a folder that is not this one: never train them again here
+        raise Hw1Error(f"{experiment_id}: the Ray tasks stored {len(unseen)} run(s) that this process "
+                       f"does not see in {results.experiment_dir(profile, experiment_id)}; the results "
+                       f"folder must be shared by every node at the same path (HW1_RESULTS_DIR)")
+    stored: list[dict] = []
+    for i in range(len(jobs)):
+
+        def compute(i=i):  # a stored run found unreadable is retrained with its whole group, here
+            members = group_of[i]
+            outputs = _train(exp, s, [jobs[j] for j in members], torch.device(device_type))
+            return outputs[members.index(i)]
+
+        run = results.cached_run(profile, experiment_id, configs[i], compute)
+        stored.append({**run, "cached": run["cached"] and i not in trained_now})
+    return stored, where
+
+
 def run_experiment(experiment_id: str, profile: str = "quick", device: str = "auto", seed: int = 0,
                    force: bool = False, backend: str | None = None,
                    address: str | None = None, write_summary: bool = True) -> ExperimentResult:
@@ -333,36 +371,7 @@ def run_experiment(experiment_id: str, profile: str = "quick", device: str = "au
         if force or not all(results.is_stored(profile, experiment_id, c) for c in configs):
             raise  # one line before any training, not after the first model
         writable = False  # a complete read-only cache is still read
-    groups: dict[tuple, list[int]] = {}
-    for i, job in enumerate(jobs):
-        groups.setdefault(tuple(job[f] for f in exp.group_by), []).append(i)
-    group_of = {i: members for members in groups.values() for i in members}
-    missing = {i for i in range(len(jobs)) if force or not results.is_stored(profile, experiment_id, configs[i])}
-    # A group with any run missing trains whole, as an uninterrupted call would have trained it: a
-    # member's last bits depend on the batch it was trained in. Its stored runs are kept as they are
-    # (the same numbers), the missing ones stored.
-    todo = [members for members in groups.values() if missing & set(members)]
-    outcomes = _run_groups(experiment_id, profile, s, [([jobs[i] for i in t], [configs[i] for i in t])
-                                                       for t in todo],
-                           device_type, force, backend, code)
-    where = [w for w, keys in outcomes if keys]
-    trained_keys = {key for _, keys in outcomes for key in keys}
-    trained_now = {i for i in missing if results.config_hash(configs[i]) in trained_keys}
-    unseen = [i for i in trained_now if not results.is_stored(profile, experiment_id, configs[i])]
-    if unseen:  # the tasks wrote to a folder that is not this one: never train them again here
-        raise Hw1Error(f"{experiment_id}: the Ray tasks stored {len(unseen)} run(s) that this process "
-                       f"does not see in {folder}; the results folder must be shared by every node "
-                       f"at the same path (HW1_RESULTS_DIR)")
-    stored: list[dict] = []
-    for i in range(len(jobs)):
-
-        def compute(i=i):  # a stored run found unreadable is retrained with its whole group, here
-            members = group_of[i]
-            outputs = _train(exp, s, [jobs[j] for j in members], torch.device(device_type))
-            return outputs[members.index(i)]
-
-        run = results.cached_run(profile, experiment_id, configs[i], compute)
-        stored.append({**run, "cached": run["cached"] and i not in trained_now})
+    stored, where = _train_missing(exp, profile, s, jobs, configs, device_type, force, backend, code)
     rows = [{**job, **run["summary"], "cached": run["cached"], "run_dir": str(run["run_dir"])}
             for job, run in zip(jobs, stored)]
     epochs = [pd.DataFrame(run["metrics"]["history"]).assign(**job) for job, run in zip(jobs, stored)]
