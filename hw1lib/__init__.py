@@ -3,6 +3,8 @@
 Notebooks call into this package; it never plots inside training code and never reads a notebook.
 """
 import os
+import signal
+import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,24 @@ class Hw1Error(Exception):
 def results_root() -> Path:
     """Where run results live: $HW1_RESULTS_DIR, else (unset or empty) <project>/results."""
     return Path(os.environ.get("HW1_RESULTS_DIR") or PROJECT_ROOT / "results")
+
+
+def interrupted_line() -> str:
+    """What the CLI says when Ctrl-C stops it, whenever that is."""
+    return (f"interrupted: every run completed so far is kept in {results_root().absolute()}; the same "
+            f"command continues from there")
+
+
+def interrupted_while_starting(signum, frame):
+    """SIGINT while `python -m hw1lib` is still starting (Python locating hw1lib.__main__, which then
+    imports its modules): the CLI's one line, not a traceback out of the import machinery. The CLI's
+    main() hands SIGINT back to Python's KeyboardInterrupt as soon as it runs."""
+    print(interrupted_line(), file=sys.stderr, flush=True)
+    raise SystemExit(130)
+
+
+if sys.argv[:1] == ["-m"]:  # Python sets this only while it locates a `-m` module: one of ours
+    signal.signal(signal.SIGINT, interrupted_while_starting)
 
 
 PATH_VARIABLES = ("HW1_RESULTS_DIR", "HW1_DATA_DIR")

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
-from . import Hw1Error, absolute_path_variables, results_root
+from . import Hw1Error, absolute_path_variables, interrupted_line, interrupted_while_starting
 
 
 def main(argv: list[str] | None = None) -> int:
     try:  # an interrupt is one line at any moment, even while torch is still being imported
+        if signal.getsignal(signal.SIGINT) is interrupted_while_starting:  # set while starting (__init__)
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # from here: KeyboardInterrupt
         absolute_path_variables()
         return _main(argv)
     except KeyboardInterrupt:
-        print(f"interrupted: every run completed so far is kept in {results_root()}; the same "
-              f"command continues from there", file=sys.stderr)
+        print(interrupted_line(), file=sys.stderr)
         return 130
 
 
@@ -59,6 +61,9 @@ def _main(argv: list[str] | None) -> int:
 
     args = parser.parse_args(argv)
     try:
+        if args.command != "data":  # before anything starts (a Ray instance, a kernel) or is replaced
+            from .experiments.core import check_seed
+            check_seed(args.seed, seeds=1)  # the bound for more seeds, once the experiment's are known
         if args.command == "data":
             from .data import MNIST_SHA256, check_data_folder, data_dir, fetch_mnist, verify_file
 

@@ -28,7 +28,7 @@ import nbformat
 from . import PROJECT_ROOT, Hw1Error, absolute_path_variables, disclosure, results
 from .profiles import SIGNIFICANCE, check_profile
 from .train import device_description, resolve_device
-from .verdicts import anchor, markdown_table, verdicts
+from .verdicts import anchor, markdown_table, not_comparable, verdicts
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 REPORT_DIR = PROJECT_ROOT / "report"
@@ -128,12 +128,15 @@ def execute_notebook(notebook: Path, executed: Path, parameters: dict) -> float:
     executed.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
-                                   kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR), progress_bar=False,
-                                   kernel_manager_class=_local_kernel_manager())
+        with results.disk_space(executed.parent, elsewhere=""):  # the executed copy is written as it runs
+            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
+                                       kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR), progress_bar=False,
+                                       kernel_manager_class=_local_kernel_manager())
     except PapermillExecutionError as exc:
         raise Hw1Error(f"notebook {notebook.name} failed in cell {exc.cell_index} "
                        f"({exc.ename}: {exc.evalue}); executed copy kept at {executed}") from None
+    except Hw1Error:
+        raise
     except Exception as exc:  # e.g. the kernel is not registered
         raise Hw1Error(f"notebook {notebook.name} could not run: {type(exc).__name__}: {exc} "
                        f"(is the Jupyter kernel '{KERNEL}' registered? run `make setup`)") from None
@@ -391,9 +394,10 @@ def git_commit() -> str:
         return unknown
 
 
-def experiment_times(profile: str, experiments: list[str]) -> str:
+def experiment_times(profile: str, experiments: list[str], seed: int = 0) -> str:
     """A Markdown table of each experiment's training time, from its summary.json: the time its stored
-    runs took to train (on the device they were trained on) and the time of this report's call."""
+    runs took to train (on the device they were trained on) and the time of this report's call. A
+    summary.json of another experiment, profile, first seed or code is not read (the row says why)."""
     lines = ["**Time per experiment** (training: the stored runs' own training time; this call: "
              "training what was missing plus loading the rest):", "",
              "| experiment | device | runs | training | this call |", "|---|---|---|---:|---:|"]
@@ -401,6 +405,10 @@ def experiment_times(profile: str, experiments: list[str]) -> str:
         summary = results.read_summary(profile, experiment)
         if summary is None:
             lines.append(f"| {experiment} | not run | | | |")
+            continue
+        why = not_comparable(summary, experiment, profile, seed)
+        if why:
+            lines.append(f"| {experiment} | not comparable: {why.replace('|', '/')} | | | |")
             continue
         t = summary.get("timing")
         if not isinstance(t, dict) or not {"runs", "trained_now", "train_seconds", "wall_seconds"} <= set(t):
@@ -539,7 +547,8 @@ def write_report_files(page: str, html_path: Path, pdf: bool = True) -> Path | N
     tag = f".{html_path.stem}.{os.getpid()}.{time.time_ns()}"  # unique: two reports may run at once
     tmp_html, tmp_pdf = html_path.with_name(tag + ".html"), html_path.with_name(tag + ".pdf")
     try:
-        tmp_html.write_text(page, encoding="utf-8")
+        with results.disk_space(html_path.parent, page, elsewhere=""):
+            tmp_html.write_text(page, encoding="utf-8")
         browser = find_browser() if pdf else None
         if pdf and browser is None:
             print("report: PDF skipped: no Chromium-family browser found "
@@ -656,7 +665,7 @@ def build_report(profile: str | None = None, device: str = "auto", seed: int = 0
     in_order = sorted(REGISTRY.values(), key=lambda e: tuple(map(int, e.section.split("."))))
     table = markdown_table(verdicts(profile, seed, chosen))
     page = render_html(executed, front_page(profile, device_text, seed, timings, table,
-                                            experiment_times(profile, chosen),
+                                            experiment_times(profile, chosen, seed),
                                             (min(jobs, len(notebooks)), wall)),
                        disclosure.settings_markdown())
     _publish(executed, public)

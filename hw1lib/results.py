@@ -120,10 +120,11 @@ def _size(value) -> int:
 
 
 @contextlib.contextmanager
-def disk_space(folder: Path, data=None):
+def disk_space(folder: Path, data=None, elsewhere: str = "set HW1_RESULTS_DIR to another disk"):
     """A write into `folder` that fails for want of space (or over the file-size limit) becomes one
-    Hw1Error line naming the folder and about how much the write needed; torch reports such a
-    failure as a RuntimeError from its zip writer, which is caught too."""
+    Hw1Error line naming the folder and about how much the write needed (ending in `elsewhere`, the
+    way to write somewhere else, where there is one); torch reports such a failure as a RuntimeError
+    from its zip writer, which is caught too."""
     try:
         yield
     except (OSError, RuntimeError) as exc:
@@ -140,8 +141,8 @@ def disk_space(folder: Path, data=None):
         where = (f"files are limited to {limit / 1e3:,.0f} kB (ulimit -f)" if limit != resource.RLIM_INFINITY
                  else free)
         need = f", and this write needs about {_size(data) / 1e6:,.2f} MB" if data is not None else ""
-        raise Hw1Error(f"cannot write to {folder}: {where}{need}; free some space (or raise the limit) or "
-                       "set HW1_RESULTS_DIR to another disk") from None
+        advice = "free some space (or raise the limit)" + (f" or {elsewhere}" if elsewhere else "")
+        raise Hw1Error(f"cannot write to {folder}: {where}{need}; {advice}") from None
 
 
 def write_json_atomic(path: Path, data) -> None:

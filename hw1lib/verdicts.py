@@ -367,10 +367,15 @@ def with_robustness(check: Callable, keys: tuple[str, ...], summary: dict) -> li
     return rows
 
 
-def _not_comparable(summary: dict | None, profile: str, seed: int, code: str) -> str:
-    """Why a summary.json cannot stand for this profile, first seed and code ('' when it can)."""
+def not_comparable(summary: dict | None, experiment: str, profile: str, seed: int) -> str:
+    """Why a summary.json cannot stand for this experiment, profile, first seed and code ('' when it
+    can): the front page reads no other."""
+    from .experiments import REGISTRY
     if summary is None:
         return "no summary.json for this profile"
+    code = results.code_fingerprint((REGISTRY[experiment].module_file,))
+    if summary.get("experiment") != experiment:  # the experiments of one module share a code
+        return f"its summary.json is of experiment {summary.get('experiment')!r}, not {experiment!r}"
     if summary.get("profile") != profile:
         return f"its summary.json says profile {summary.get('profile')!r}, not {profile!r}"
     if summary.get("base_seed") != seed:
@@ -383,16 +388,14 @@ def _not_comparable(summary: dict | None, profile: str, seed: int, code: str) ->
 
 def verdicts(profile: str, seed: int = 0, experiments: list[str] | None = None) -> list[dict]:
     """One row per claim, from the summary.json files under results/<profile>/ of runs with first
-    seed `seed` and of this code (a missing one, or one of another profile, seed or code, gives a
-    'not comparable' row saying so)."""
-    from .experiments import REGISTRY
+    seed `seed` and of this code (a missing one, or one of another experiment, profile, seed or
+    code, gives a 'not comparable' row saying so)."""
     rows = []
     for experiment, (check, keys) in CHECKS.items():
         if experiments is not None and experiment not in experiments:
             continue
         summary = results.read_summary(profile, experiment)
-        code = results.code_fingerprint((REGISTRY[experiment].module_file,))
-        why = _not_comparable(summary, profile, seed, code)
+        why = not_comparable(summary, experiment, profile, seed)
         if why:
             rows.append({**_row(experiment.split("-")[0], None, f"(the claims checked by {experiment})",
                                 "not run" if summary is None else "not used", NOT_COMPARABLE, why),

@@ -41,3 +41,15 @@ def test_run_says_how_many_runs_it_trained_and_how_many_it_reused(capsys, result
     assert f"1.2-gradnorm: {seeds} run(s) trained, 0 reused from the store; wrote " in capsys.readouterr().out
     assert main(argv) == 0
     assert f"1.2-gradnorm: 0 run(s) trained, {seeds} reused from the store; wrote " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["report", "--profile", "smoke", "--seed", "-5", "--backend", "ray", "--no-pdf"],
+    ["run", "1.1-function", "--seed", "-5", "--backend", "ray"],  # no --profile: the default asks Ray
+])
+def test_a_bad_seed_is_refused_by_the_cli_before_anything_starts(argv, capsys, results_dir, monkeypatch):
+    # issue 23.10: the seed was checked only after a Ray instance (or a kernel) had started
+    from hw1lib.experiments import core
+    monkeypatch.setattr(core, "connect_ray", lambda *a, **k: pytest.fail("started Ray before checking the seed"))
+    assert main(argv) == 1
+    assert capsys.readouterr().err == "error: seed must be a whole number ≥ 0; got -5\n"

@@ -371,3 +371,108 @@ def test_no_space_left_while_writing_json_is_one_line_naming_the_folder(results_
                                        r"write needs about [\d.]+ MB; free some space"):
         results.cached_run("smoke", "exp", {"k": 5}, compute_returning(1.0))
     assert visible(results.experiment_dir("smoke", "exp") / "runs") == []  # nothing half-written left
+
+
+def test_the_front_page_reads_only_summaries_of_its_own_experiment_profile_seed_and_code(results_dir):
+    # issue 23.4: a summary.json copied in from another profile or experiment (e.g. in a read-only
+    # folder, where it could not be rewritten) must feed neither the verdict table nor the time table
+    from hw1lib.report import experiment_times
+    from hw1lib.verdicts import verdicts
+
+    def write(folder, **fields):  # a summary.json as run_experiment writes it, unless `fields` differ
+        code = results.code_fingerprint((REGISTRY[folder].module_file,))
+        results.write_summary("smoke", folder, {
+            "experiment": folder, "profile": "smoke", "base_seed": 0, "code": code, "device": "cpu",
+            "timing": {"runs": 6, "trained_now": 0, "train_seconds": 4321.0, "wall_seconds": 2.0}, **fields})
+
+    write("1.1-mnist", profile="quick", device="cuda (H200)")
+    table = experiment_times("smoke", ["1.1-mnist"])
+    assert "4,321" not in table and "H200" not in table, table
+    assert "| 1.1-mnist | not comparable: its summary.json says profile 'quick', not 'smoke' |" in table
+    write("1.1-mnist")  # its own: shown
+    assert "| 1.1-mnist | cpu | 6 (0 trained now) | 4,321 s | 2 s |" in experiment_times("smoke", ["1.1-mnist"])
+    assert "| 1.1-mnist | not comparable: its summary.json is of first seed 0, not 3 |" in experiment_times(
+        "smoke", ["1.1-mnist"], seed=3)
+    # 1.2-minimal-ratio's summary copied over 1.2-gradnorm's (one module, so one code fingerprint):
+    # not read as 1.2-gradnorm's (it lacks 1.2-gradnorm's fields), but one 'not comparable' row
+    write("1.2-gradnorm", experiment="1.2-minimal-ratio")
+    [row] = verdicts("smoke", experiments=["1.2-gradnorm"])
+    assert row["verdict"] == "not comparable" and row["measured"] == "not used"
+    assert "its summary.json is of experiment '1.2-minimal-ratio', not '1.2-gradnorm'" in row["why"]
+
+
+def test_a_file_size_limit_while_writing_the_report_is_one_line_naming_its_folder(tmp_path):
+    # issue 23.8 for the report step: the HTML (MBs) written under `ulimit -f 20` was a traceback
+    import resource
+
+    from hw1lib import report
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 1024, hard))
+    try:
+        with pytest.raises(Hw1Error) as error:
+            report.write_report_files("x" * 200_000, tmp_path / "hw1-report-smoke.html", pdf=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert re.fullmatch(rf"cannot write to {re.escape(str(tmp_path))}: files are limited to 20 kB \(ulimit -f\), "
+                        r"and this write needs about 0.20 MB; free some space \(or raise the limit\)",
+                        str(error.value)), error.value
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left
+
+
+def test_no_space_left_while_papermill_writes_an_executed_notebook_is_named_as_such(tmp_path, monkeypatch):
+    import errno
+
+    import papermill
+
+    from hw1lib import report
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(papermill, "execute_notebook", full)
+    notebook = report.select_notebooks(["1.1"])[0]
+    with pytest.raises(Hw1Error, match=rf"^cannot write to {re.escape(str(tmp_path / 'executed'))}: [\d,.]+ MB "
+                                       r"free there; free some space"):
+        report.execute_notebook(notebook, tmp_path / "executed" / notebook.name, {})
+
+
+@pytest.mark.parametrize("module", ["hw1lib.__main__", "argparse"])
+def test_ctrl_c_at_any_moment_of_the_clis_start_up_is_the_same_one_line(results_dir, tmp_path, module):
+    # issue 23.9: SIGINT exactly while Python locates hw1lib.__main__ (runpy, before the CLI's code
+    # runs) or while hw1lib.__main__ imports argparse; a sitecustomize sends it at that import
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import os, signal, sys
+        class InterruptAt:
+            def find_spec(self, name, path=None, target=None):
+                if name == {module!r}:
+                    sys.meta_path.remove(self)
+                    os.kill(os.getpid(), signal.{signal.SIGINT.name})
+                return None
+        sys.meta_path.insert(0, InterruptAt())
+        """))
+    child = subprocess.run([sys.executable, "-m", "hw1lib", "run", "1.1-function", "--profile", "smoke"],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(tmp_path), "HW1_PROGRESS": "0"})
+    assert child.returncode == 130, child.stderr
+    assert child.stderr == (f"interrupted: every run completed so far is kept in {results_dir}; the same "
+                            "command continues from there\n")
+
+
+def test_a_group_with_several_damaged_runs_is_retrained_once(results_dir, monkeypatch, capsys):
+    # issue 23.7 (a group trains once): two garbled runs of one 1.1a net (a group of 2 targets ×
+    # 2 seeds) are found one after the other when read; the group must not train once for each
+    first = run_experiment("1.1-function", "smoke", "cpu")
+    group = first.runs.index[first.runs["model"] == first.runs["model"].iloc[0]].tolist()
+    for i in group[:2]:
+        (first.stored[i]["run_dir"] / "metrics.json").write_text("{not json")
+    trained = []
+    original = core._train
+    monkeypatch.setattr(core, "_train", lambda exp, s, jobs, dev: trained.append(len(jobs)) or original(exp, s, jobs, dev))
+    again = run_experiment("1.1-function", "smoke", "cpu")
+    assert trained == [len(group)], trained
+    assert again.summary["timing"]["trained_now"] == 2
+    for a, b in zip(first.stored, again.stored, strict=True):
+        assert a["metrics"] == b["metrics"]  # the retrained runs are stored with the very numbers they had

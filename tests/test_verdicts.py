@@ -16,7 +16,8 @@ def write(folder_profile, experiment, summary, seed=0, **fields):
     `fields` say otherwise."""
     from hw1lib.experiments import REGISTRY
     code = results.code_fingerprint((REGISTRY[experiment].module_file,))
-    results.write_summary(folder_profile, experiment, {"profile": folder_profile, "base_seed": seed,
+    results.write_summary(folder_profile, experiment, {"experiment": experiment, "profile": folder_profile,
+                                                       "base_seed": seed,
                                                        "code": code, **fields, **summary})
 
 

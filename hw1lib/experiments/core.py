@@ -129,6 +129,19 @@ def get(experiment_id: str) -> Experiment:
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes any 64-bit integer; keep to the signed range
 
 
+def check_seed(seed, seeds: int | None = None) -> None:
+    """A first seed is a whole number ≥ 0 whose last run (seed + seeds − 1, checked once the
+    experiment's number of `seeds` is known) still fits a signed 64-bit seed: one Hw1Error line
+    otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise Hw1Error(f"seed must be a whole number; got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise Hw1Error(f"seed must be a whole number ≥ 0; got {seed}")
+    if seeds is not None and seed + seeds - 1 > MAX_SEED:  # the last run's seed must fit
+        runs = f" (runs use seed … seed + {seeds - 1})" if seeds > 1 else ""
+        raise Hw1Error(f"seed must be between 0 and {MAX_SEED - (seeds - 1):,}{runs}; got {seed}")
+
+
 def check_parameters(profile, device, seed, force, seeds: int | None = None) -> None:
     """One check of a runner's parameters, whether they come from the CLI, Python or papermill
     (which passes `-p seed abc` as a string): one Hw1Error line before anything trains. The seed's
@@ -137,13 +150,7 @@ def check_parameters(profile, device, seed, force, seeds: int | None = None) -> 
         raise Hw1Error(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
     if not isinstance(device, str):
         raise Hw1Error(f"device must be a string (auto, cpu or cuda); got {device!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise Hw1Error(f"seed must be a whole number; got {seed!r} ({type(seed).__name__})")
-    if seed < 0:
-        raise Hw1Error(f"seed must be a whole number ≥ 0; got {seed}")
-    if seeds is not None and seed + seeds - 1 > MAX_SEED:  # the last run's seed must fit
-        raise Hw1Error(f"seed must be between 0 and {MAX_SEED - (seeds - 1):,} (runs use seed … "
-                       f"seed + {seeds - 1}); got {seed}")
+    check_seed(seed, seeds)
     if not isinstance(force, bool):
         raise Hw1Error(f"force must be True or False; got {force!r} ({type(force).__name__})")
 
@@ -325,12 +332,14 @@ def _train_missing(exp: Experiment, profile: str, s: dict, jobs: list[dict], con
                        f"does not see in {results.experiment_dir(profile, experiment_id)}; the results "
                        f"folder must be shared by every node at the same path (HW1_RESULTS_DIR)")
     stored: list[dict] = []
+    retrained: dict[int, list[dict]] = {}  # first member → the group's outputs, trained once per call
     for i in range(len(jobs)):
 
         def compute(i=i):  # a stored run found unreadable is retrained with its whole group, here
             members = group_of[i]
-            outputs = _train(exp, s, [jobs[j] for j in members], torch.device(device_type))
-            return outputs[members.index(i)]
+            if members[0] not in retrained:  # another of its runs may be found unreadable too
+                retrained[members[0]] = _train(exp, s, [jobs[j] for j in members], torch.device(device_type))
+            return retrained[members[0]][members.index(i)]
 
         run = results.cached_run(profile, experiment_id, configs[i], compute)
         stored.append({**run, "cached": run["cached"] and i not in trained_now})
