@@ -752,3 +752,11 @@ def stored_path(profile: str, experiment: str, name: str) -> str:
         return str(path.relative_to(PROJECT_ROOT.resolve()))
     except ValueError:
         return str(path)
+
+
+def table_ends(table: pd.DataFrame, ends: int = 5) -> tuple[pd.DataFrame, str]:
+    """A long table's first and last `ends` rows and the words that say so ("all 8 rows", or "first
+    and last 5 of 56 rows"): what a printed page shows of it."""
+    if len(table) <= 2 * ends:
+        return table, f"all {len(table)} rows"
+    return pd.concat([table.head(ends), table.tail(ends)]), f"first and last {ends} of {len(table)} rows"

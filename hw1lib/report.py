@@ -178,6 +178,26 @@ def _execute_in_child(conn, notebook: Path, executed: Path, parameters: dict, th
         conn.close()
 
 
+def _outcome(child, receive, who: str) -> tuple:
+    """What a finished child process sent: ("ok", value) or ("error", message), also when it died
+    before it could say."""
+    try:
+        outcome = receive.recv()
+    except EOFError:
+        outcome = None
+    receive.close()
+    child.join()  # before reading its exit code
+    return outcome or ("error", f"{who}: its process died (exit code {child.exitcode})")
+
+
+def _stop(running: dict) -> None:
+    """Terminate every running child {sentinel: (name, process, pipe)} and wait for them."""
+    for _, child, _ in running.values():
+        child.terminate()
+    for _, child, _ in running.values():
+        child.join()
+
+
 def _train_in_child(conn, experiment: str, parameters: dict, threads: int) -> None:
     """run_experiment in a process of its own; sends ("ok", runs trained) or ("error", message)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops every child
@@ -252,12 +272,7 @@ def train_experiments(experiments: list[str], parameters: dict, jobs: int = 1) -
                 break
             for sentinel in multiprocessing.connection.wait(list(running)):
                 e, child, receive = running.pop(sentinel)
-                try:
-                    outcome = receive.recv()
-                except EOFError:  # it died before it could say
-                    outcome = ("error", f"{e}: its process died (exit code {child.exitcode})")
-                receive.close()
-                child.join()
+                outcome = _outcome(child, receive, e)
                 if outcome[0] == "ok":
                     trained[e] = outcome[1]
                     print(f"report: {e}: {trained[e]} runs trained", flush=True)
@@ -265,10 +280,7 @@ def train_experiments(experiments: list[str], parameters: dict, jobs: int = 1) -
                     failures[e] = outcome[1]
                     print(f"report: training {e} failed", flush=True)
     except BaseException:  # an interrupt: stop the others
-        for _, child, _ in running.values():
-            child.terminate()
-        for _, child, _ in running.values():
-            child.join()
+        _stop(running)
         raise
     if failures:
         raise Hw1Error("; ".join(failures[e] for e in order if e in failures))
@@ -313,15 +325,7 @@ def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: in
                       flush=True)
             for sentinel in multiprocessing.connection.wait(list(running)):
                 nb, child, receive = running.pop(sentinel)
-                try:
-                    outcome = receive.recv()
-                except EOFError:  # it died before it could say
-                    outcome = None
-                receive.close()
-                child.join()
-                if outcome is None:
-                    outcome = ("error", f"notebook {nb.name}: its process died "
-                                        f"(exit code {child.exitcode})")
+                outcome = _outcome(child, receive, f"notebook {nb.name}")
                 if outcome[0] == "ok":
                     timings[nb.stem] = outcome[1]
                     print(f"report: {nb.name} done in {outcome[1]:.0f} s", flush=True)
@@ -329,10 +333,7 @@ def execute_notebooks(pairs: list[tuple[Path, Path]], parameters: dict, jobs: in
                     failures[nb.name] = outcome[1]
                     print(f"report: {nb.name} failed", flush=True)
     except BaseException:  # an interrupt: stop the others (their kernels follow their parent)
-        for _, child, _ in running.values():
-            child.terminate()
-        for _, child, _ in running.values():
-            child.join()
+        _stop(running)
         raise
     if failures:
         raise Hw1Error("; ".join(failures[nb.name] for nb, _ in pairs if nb.name in failures))

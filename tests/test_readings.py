@@ -493,3 +493,13 @@ def test_a_stored_file_is_named_relative_to_the_project_or_in_full(monkeypatch, 
     monkeypatch.setenv("HW1_RESULTS_DIR", str(tmp_path))
     assert stored_path("smoke", "1.2-minimal-ratio", "endpoints.pt") == str(
         tmp_path.resolve() / "smoke" / "1.2-minimal-ratio" / "endpoints.pt")
+
+
+@pytest.mark.parametrize("rows, shown, words", [(10, list(range(10)), "all 10 rows"),
+                                                (11, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10], "first and last 5 of 11 rows")])
+def test_a_long_table_shows_its_ends_and_says_so(rows, shown, words):
+    import pandas as pd
+
+    from hw1lib.readings import table_ends
+    table, text = table_ends(pd.DataFrame({"x": range(rows)}))
+    assert table["x"].tolist() == shown and text == words
